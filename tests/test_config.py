@@ -1,0 +1,40 @@
+"""Every invalid config value is refused before compiling, naming the key."""
+import pytest
+
+from vaejax import config as config_lib
+
+
+@pytest.mark.parametrize("key,value,match", [
+    ("latent_dim", 0, r"config.latent_dim=0 must be >= 1"),
+    ("batch_size", 0, r"config.batch_size=0 must be >= 1"),
+    ("num_samples", 0, r"config.num_samples=0 must be >= 1"),
+    ("beta", -0.5, r"config.beta=-0.5 must be >= 0"),
+    ("learning_rate", 0.0, r"config.learning_rate=0.0 must be > 0"),
+    ("learning_rate", -1e-3, r"must be > 0"),
+    ("epochs", 0, r"config.epochs=0 must be >= 1"),
+    ("estimator", "magic", r"config.estimator='magic' is not valid; choose one of \['pathwise'"),
+    ("objective", "elbow", r"choose one of \['elbo', 'iwae', 'ae'\]"),
+    ("architecture", "resnet", r"config.architecture='resnet'.*\['mlp', 'conv'\]"),
+    ("dataset", "cifar", r"config.dataset='cifar'"),
+    ("parallel", "tpu", r"\['none', 'pmap', 'sharding'\]"),
+    ("likelihood", "poisson", r"config.likelihood='poisson'"),
+    ("hidden", (500, 0), r"config.hidden=\(500, 0\) must be a non-empty tuple of positive ints"),
+])
+def test_bad_values_are_named(key, value, match):
+  config = config_lib.base_config()
+  with config.unlocked():
+    config[key] = value
+  with pytest.raises(config_lib.ConfigError, match=match):
+    config_lib.validate(config)
+
+
+def test_batch_must_divide_over_devices():
+  config = config_lib.base_config()
+  config.batch_size = 100
+  with pytest.raises(config_lib.ConfigError, match="does not divide over 8 devices"):
+    config_lib.validate(config, num_devices=8)
+  config_lib.validate(config, num_devices=4)
+
+
+def test_base_config_is_valid():
+  config_lib.validate(config_lib.base_config())

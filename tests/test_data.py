@@ -1,0 +1,98 @@
+"""Loaders on the canonical files: shapes, dtypes, checksums and clear errors."""
+import gzip
+import os
+import shutil
+
+import numpy as np
+import pytest
+
+from vaejax import data
+
+
+@pytest.mark.parametrize("split,n", [("train", 50_000), ("valid", 10_000), ("test", 10_000)])
+def test_binarized_mnist_splits(data_dir, split, n):
+  ds = data.load("binarized_mnist", split, data_dir, download=False)
+  assert ds.images.shape == (n, 28, 28, 1) and ds.images.dtype == np.uint8
+  assert set(np.unique(ds.images)) == {0, 1} and ds.max_value == 1
+  # About 13% of binarised MNIST pixels are on.
+  assert 0.10 < ds.images.mean() < 0.16
+  if split == "test":
+    assert ds.labels.shape == (n,) and ds.labels.dtype == np.int32
+  else:
+    assert ds.labels is None
+
+
+def test_binarized_test_labels_have_the_mnist_test_class_counts(data_dir):
+  labels = data.load("binarized_mnist", "test", data_dir, download=False).labels
+  mnist = data.load("mnist", "test", data_dir, download=False)
+  np.testing.assert_array_equal(np.bincount(labels), np.bincount(mnist.labels))
+  assert np.all(np.diff(labels) >= 0)
+
+
+def test_mnist_test_split(data_dir):
+  ds = data.load("mnist", "test", data_dir, download=False)
+  assert ds.images.shape == (10_000, 28, 28, 1) and ds.images.dtype == np.uint8
+  assert ds.max_value == 255 and ds.images.max() == 255
+  assert ds.labels[:5].tolist() == [7, 2, 1, 0, 4]  # the well-known first test labels
+
+
+def test_data_dir_from_environment(data_dir, monkeypatch):
+  monkeypatch.setenv(data.DATA_DIR_ENV, data_dir)
+  assert len(data.load("binarized_mnist", "validation", download=False)) == 10_000
+
+
+def test_checksums_come_from_tensorflow_datasets():
+  sums = data.expected_checksums("binarized_mnist")
+  assert sums["binarized_mnist_test.amat"] == (
+      15_680_000, "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c")
+
+
+def test_missing_file_names_the_file_and_how_to_provide_it(tmp_path, data_dir, monkeypatch):
+  with pytest.raises(data.DataError, match=r"could not find train-images-idx3-ubyte\.gz"):
+    data.load("mnist", "train", data_dir, download=False)
+  with pytest.raises(data.DataError, match="binarized_mnist_valid.amat"):
+    data.load("binarized_mnist", "valid", str(tmp_path), download=False)
+  monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
+  with pytest.raises(data.DataError, match="VAEJAX_DATA_DIR"):
+    data.load("binarized_mnist", "valid", None, download=False)
+
+
+def test_corrupt_file_is_refused_with_its_path(tmp_path, data_dir):
+  src = os.path.join(data_dir, "binarized_mnist", "binarized_mnist_test.amat.gz")
+  content = bytearray(gzip.decompress(open(src, "rb").read()))
+  content[1000] = ord("1") if content[1000] == ord("0") else ord("0")  # one flipped pixel
+  dst = tmp_path / "binarized_mnist_test.amat"
+  dst.write_bytes(bytes(content))
+  with pytest.raises(data.DataError, match=r"binarized_mnist_test\.amat is corrupt.*sha256"):
+    data.load("binarized_mnist", "test", str(tmp_path), download=False)
+  # An uncompressed exact copy is accepted.
+  dst.write_bytes(gzip.decompress(open(src, "rb").read()))
+  assert len(data.load("binarized_mnist", "test", str(tmp_path), download=False)) == 10_000
+
+
+def test_truncated_gzip_is_refused(tmp_path, data_dir):
+  src = os.path.join(data_dir, "mnist", "t10k-images-idx3-ubyte.gz")
+  for name in ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz"):
+    shutil.copy(os.path.join(data_dir, "mnist", name), tmp_path / name)
+  (tmp_path / "t10k-images-idx3-ubyte.gz").write_bytes(open(src, "rb").read()[:5000])
+  with pytest.raises(data.DataError, match="t10k-images-idx3-ubyte.gz"):
+    data.load("mnist", "test", str(tmp_path), download=False)
+
+
+def test_unknown_dataset_and_split():
+  with pytest.raises(data.DataError, match="valid: \\['binarized_mnist', 'mnist'\\]"):
+    data.load("cifar", "train")
+  with pytest.raises(data.DataError, match="no split 'valid'"):
+    data.load("mnist", "valid")
+
+
+@pytest.mark.parametrize("images,match", [
+    (np.zeros((4, 28, 28)), "shape"),
+    (np.full((2, 2, 2, 1), np.nan, np.float32), "NaN"),
+    (np.full((2, 2, 2, 1), 1.5, np.float32), r"\[0, 1\]"),
+    (np.full((2, 2, 2, 1), 3, np.uint8), "only 0 and 1"),
+    (np.zeros((0, 2, 2, 1), np.uint8), "empty"),
+])
+def test_check_images_names_the_problem(images, match):
+  with pytest.raises(data.DataError, match=match):
+    data.check_images(images, what="test data", binary=True)

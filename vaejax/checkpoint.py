@@ -1,0 +1,84 @@
+"""Atomic, resumable checkpoints of the train state with orbax-checkpoint.
+
+Orbax writes each step into a temporary folder and renames it into place when
+complete, so a kill mid-save leaves the previous checkpoint intact; the newest
+`max_to_keep` are kept. `restore_latest` falls back to older steps when the
+newest cannot be read (a corrupted file), and never returns non-finite params.
+"""
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from typing import Any, Optional
+
+import jax
+import numpy as np
+import orbax.checkpoint as ocp
+
+
+class CheckpointError(RuntimeError):
+  pass
+
+
+def _all_finite(tree) -> bool:
+  return all(np.isfinite(np.asarray(x)).all() for x in jax.tree_util.tree_leaves(tree)
+             if np.issubdtype(np.asarray(x).dtype, np.floating))
+
+
+class Checkpointer:
+  """Saves and restores pytrees (the train state) plus a JSON metadata dict per step."""
+
+  def __init__(self, directory: str, *, max_to_keep: int = 3):
+    self.directory = os.path.abspath(directory)
+    options = ocp.CheckpointManagerOptions(max_to_keep=max_to_keep,
+                                           enable_async_checkpointing=False, create=True)
+    self._manager = ocp.CheckpointManager(self.directory, options=options)
+
+  def steps(self) -> list[int]:
+    self._manager.reload()
+    return sorted(self._manager.all_steps())
+
+  def save(self, step: int, state: Any, metadata: dict) -> None:
+    """Writes `state` at `step`; refuses non-finite params (never checkpointed)."""
+    if not _all_finite(state):
+      raise CheckpointError(f"refusing to checkpoint step {step}: the state holds NaN/Inf")
+    self._manager.save(step, args=ocp.args.Composite(
+        state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(metadata)), force=True)
+    self._manager.wait_until_finished()
+
+  def restore(self, step: int, like: Any) -> tuple[Any, dict]:
+    abstract = jax.tree_util.tree_map(ocp.utils.to_shape_dtype_struct, like)
+    out = self._manager.restore(step, args=ocp.args.Composite(
+        state=ocp.args.StandardRestore(abstract), metadata=ocp.args.JsonRestore()))
+    if not _all_finite(out["state"]):
+      raise CheckpointError(f"checkpoint {step} holds NaN/Inf")
+    return out["state"], dict(out["metadata"])
+
+  def restore_metadata(self, step: int) -> dict:
+    out = self._manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))
+    return dict(out["metadata"])
+
+  def restore_latest(self, like: Any) -> Optional[tuple[int, Any, dict]]:
+    """(step, state, metadata) of the newest readable checkpoint, or None if none."""
+    for step in reversed(self.steps()):
+      try:
+        state, metadata = self.restore(step, like)
+        return step, state, metadata
+      except Exception as e:  # corrupt or partial: fall back to the one before
+        logging.warning("checkpoint %d in %s is unreadable (%s: %s); trying an older one",
+                        step, self.directory, type(e).__name__, e)
+    return None
+
+  def close(self) -> None:
+    self._manager.close()
+
+
+def params_checksum(params: Any) -> str:
+  """sha256 over every leaf's path, dtype, shape and bytes, in tree order."""
+  h = hashlib.sha256()
+  for path, leaf in jax.tree_util.tree_flatten_with_path(jax.device_get(params))[0]:
+    leaf = np.ascontiguousarray(leaf)
+    h.update(f"{jax.tree_util.keystr(path)}|{leaf.dtype}|{leaf.shape}|".encode())
+    h.update(leaf.tobytes())
+  return h.hexdigest()

@@ -1,0 +1,100 @@
+"""Experiment configuration: the shared defaults and their validation.
+
+Configs are code (ml_collections files under experiments/configs/ start from
+`base_config()`); `validate` checks every value before anything compiles and
+raises ConfigError with a message naming the key and the valid choices.
+"""
+from __future__ import annotations
+
+import ml_collections
+
+from vaejax import data, models, objectives
+
+PARALLEL_MODES = ("none", "pmap", "sharding")
+
+
+class ConfigError(ValueError):
+  pass
+
+
+def base_config() -> ml_collections.ConfigDict:
+  c = ml_collections.ConfigDict()
+  # Data. An empty data_dir means $VAEJAX_DATA_DIR (then a TFDS download).
+  c.dataset = "binarized_mnist"
+  c.data_dir = ""
+  c.dynamic_binarization = False  # mnist only: resample pixels ~ Bernoulli(gray/255) each step
+  c.train_subset = 0  # 0: the whole split
+  c.eval_subset = 0
+  # Model.
+  c.architecture = "mlp"
+  c.hidden = (500,)
+  c.latent_dim = 20
+  c.activation = "relu"
+  c.likelihood = "bernoulli"
+  c.gaussian_scale = 1.0
+  # Objective and its gradient estimator.
+  c.objective = "elbo"
+  c.estimator = "pathwise"
+  c.num_samples = 1  # K
+  c.beta = 1.0
+  c.analytic_kl = True
+  # Optimisation.
+  c.batch_size = 128
+  c.learning_rate = 1e-3
+  c.grad_clip_norm = 0.0  # 0: no clipping
+  c.epochs = 10
+  c.seed = 0
+  c.parallel = "none"
+  # Loop, logging and checkpoints (in optimiser steps; 0 = only at the end).
+  c.steps_per_dispatch = 0  # 0: run to the next log/checkpoint/epoch boundary in one call
+  c.log_every = 100
+  c.checkpoint_every = 1000
+  c.keep_checkpoints = 3
+  c.max_consecutive_skips = 20
+  c.eval_batch_size = 1000
+  c.num_image_samples = 64
+  return c
+
+
+def _choice(config, key, valid):
+  if config[key] not in valid:
+    raise ConfigError(f"config.{key}={config[key]!r} is not valid; choose one of {list(valid)}")
+
+
+def _at_least(config, key, low):
+  if not config[key] >= low:
+    raise ConfigError(f"config.{key}={config[key]!r} must be >= {low}")
+
+
+def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
+  """Raises ConfigError naming the first invalid value."""
+  _choice(config, "dataset", data.DATASETS)
+  _choice(config, "architecture", models.ARCHITECTURES)
+  _choice(config, "likelihood", models.LIKELIHOODS)
+  _choice(config, "objective", objectives.OBJECTIVES)
+  _choice(config, "estimator", objectives.ESTIMATORS)
+  _choice(config, "parallel", PARALLEL_MODES)
+  from vaejax.nets import ACTIVATIONS
+  _choice(config, "activation", tuple(ACTIVATIONS))
+  for key in ("latent_dim", "batch_size", "num_samples", "epochs", "eval_batch_size"):
+    _at_least(config, key, 1)
+  for key in ("beta", "grad_clip_norm", "train_subset", "eval_subset", "steps_per_dispatch",
+              "log_every", "checkpoint_every", "num_image_samples"):
+    _at_least(config, key, 0)
+  _at_least(config, "keep_checkpoints", 1)
+  _at_least(config, "max_consecutive_skips", 1)
+  if not config.learning_rate > 0:
+    raise ConfigError(f"config.learning_rate={config.learning_rate!r} must be > 0")
+  if not config.gaussian_scale > 0:
+    raise ConfigError(f"config.gaussian_scale={config.gaussian_scale!r} must be > 0")
+  hidden = config.hidden if isinstance(config.hidden, (tuple, list)) else (config.hidden,)
+  if not hidden or any(not isinstance(h, int) or h < 1 for h in hidden):
+    raise ConfigError(f"config.hidden={config.hidden!r} must be a non-empty tuple of positive ints")
+  if config.batch_size % num_devices:
+    raise ConfigError(f"config.batch_size={config.batch_size} does not divide over "
+                      f"{num_devices} devices; use a multiple of {num_devices}")
+  if config.dynamic_binarization and config.dataset != "mnist":
+    raise ConfigError("config.dynamic_binarization applies to dataset='mnist' only "
+                      "(binarized_mnist is statically binarised)")
+  if config.objective == "ae" and config.estimator != "pathwise":
+    raise ConfigError("config.objective='ae' is deterministic; it takes estimator='pathwise'")

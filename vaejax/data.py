@@ -1,0 +1,257 @@
+"""MNIST-family data sets as compact uint8 arrays, loaded offline or from TFDS.
+
+Sources, tried in order for `load(name, split, data_dir=...)`:
+  1. a prepared TFDS data set under data_dir (read with `tfds.data_source`,
+     array_record format, no TensorFlow needed);
+  2. the canonical raw files in data_dir (or data_dir/<name>/): `*.amat[.gz]`
+     for binarized_mnist, IDX `*-ubyte.gz` for mnist, each verified against the
+     size and sha256 that the installed tensorflow-datasets records;
+  3. a download of those raw files through TFDS's download manager (needs a
+     network), into data_dir/downloads, verified the same way.
+data_dir comes from the caller or the VAEJAX_DATA_DIR environment variable,
+else TFDS's default (~/tensorflow_datasets or $TFDS_DATA_DIR).
+"""
+from __future__ import annotations
+
+import dataclasses
+import glob
+import gzip
+import hashlib
+import os
+import socket
+import urllib.parse
+from typing import Optional
+
+import numpy as np
+
+DATA_DIR_ENV = "VAEJAX_DATA_DIR"
+IMAGE_SHAPE = (28, 28, 1)
+# TFDS split name -> raw file of each data set.
+_RAW_FILES = {
+    "binarized_mnist": {"train": ("binarized_mnist_train.amat",),
+                        "validation": ("binarized_mnist_valid.amat",),
+                        "test": ("binarized_mnist_test.amat",)},
+    "mnist": {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
+              "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")},
+}
+DATASETS = tuple(_RAW_FILES)
+# The binarized-MNIST test split is the MNIST test set sorted by class, in
+# contiguous blocks of these sizes (class 0 first), so its labels are known.
+BINARIZED_TEST_CLASS_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
+
+
+class DataError(ValueError):
+  """A data set is missing, corrupt or malformed; the message says how to fix it."""
+
+
+@dataclasses.dataclass(frozen=True)
+class Dataset:
+  """images: uint8 [N, 28, 28, 1] with values in [0, max_value]; labels: int32 [N] or None."""
+  images: np.ndarray
+  labels: Optional[np.ndarray]
+  max_value: int  # 1 for statically binarised data, 255 for grayscale
+
+  def __len__(self) -> int:
+    return int(self.images.shape[0])
+
+  def take(self, n: int) -> "Dataset":
+    labels = None if self.labels is None else self.labels[:n]
+    return Dataset(self.images[:n], labels, self.max_value)
+
+
+def resolve_data_dir(data_dir: Optional[str]) -> Optional[str]:
+  return data_dir or os.environ.get(DATA_DIR_ENV) or None
+
+
+def _default_tfds_dir() -> str:
+  return os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
+
+
+def _normalise_split(name: str, split: str) -> str:
+  if name not in _RAW_FILES:
+    raise DataError(f"unknown dataset {name!r}; valid: {list(DATASETS)}")
+  canonical = {"valid": "validation", "val": "validation"}.get(split, split)
+  if canonical not in _RAW_FILES[name]:
+    raise DataError(f"dataset {name!r} has no split {split!r}; valid: {list(_RAW_FILES[name])}")
+  return canonical
+
+
+def expected_checksums(name: str) -> dict[str, tuple[int, str]]:
+  """filename -> (size in bytes, sha256) as recorded by tensorflow-datasets."""
+  import tensorflow_datasets as tfds  # heavy import, only when verifying files
+  infos = tfds.builder_cls(name).url_infos
+  return {info.filename or url.rsplit("/", 1)[-1]: (int(info.size), info.checksum)
+          for url, info in infos.items()}
+
+
+def load(name: str, split: str, data_dir: Optional[str] = None, *,
+         download: bool = True) -> Dataset:
+  """Loads one split as a compact uint8 `Dataset` (see module docstring for sources)."""
+  split = _normalise_split(name, split)
+  data_dir = resolve_data_dir(data_dir)
+  search_dir = data_dir or _default_tfds_dir()  # TFDS's own default location
+  if _tfds_prepared(name, search_dir):
+    return _load_tfds(name, split, search_dir)
+  paths = _find_raw_files(name, split, search_dir)
+  if paths is None and download:
+    paths = _download_raw_files(name, split, search_dir)
+  if paths is None:
+    missing = ", ".join(_RAW_FILES[name][split])
+    where = f"in {search_dir!r} (or {os.path.join(search_dir, name)!r})"
+    if not data_dir:
+      where += f"; no data directory was given (pass --config.data_dir=DIR or set ${DATA_DIR_ENV})"
+    raise DataError(
+        f"{name} split {split!r}: could not find {missing} {where}. Provide the canonical "
+        f"files in that folder (binarized_mnist: .amat or .amat.gz; mnist: the IDX .gz files), or a TFDS data set prepared there in "
+        f"array_record format, or run on a machine with network access so they can be downloaded.")
+  checksums = expected_checksums(name)
+  if name == "binarized_mnist":
+    images = _parse_amat(_read_verified(paths[0], checksums, decompressed=True), paths[0])
+    labels = _binarized_test_labels() if split == "test" else None
+    return Dataset(images, labels, max_value=1)
+  images = _parse_idx(_read_verified(paths[0], checksums, decompressed=False), paths[0], ndim=3)
+  labels = _parse_idx(_read_verified(paths[1], checksums, decompressed=False), paths[1], ndim=1)
+  if len(labels) != len(images):
+    raise DataError(f"{paths[0]} has {len(images)} images but {paths[1]} has {len(labels)} labels")
+  return Dataset(images[..., None], labels.astype(np.int32), max_value=255)
+
+
+def _binarized_test_labels() -> np.ndarray:
+  return np.repeat(np.arange(10, dtype=np.int32), BINARIZED_TEST_CLASS_COUNTS)
+
+
+def _find_raw_files(name: str, split: str, data_dir: Optional[str]) -> Optional[list[str]]:
+  if not data_dir:
+    return None
+  folders = [data_dir, os.path.join(data_dir, name), os.path.join(data_dir, "downloads")]
+  found = []
+  for filename in _RAW_FILES[name][split]:
+    stem = filename[:-3] if filename.endswith(".gz") else filename
+    candidates = [os.path.join(f, n) for f in folders for n in (stem, stem + ".gz")]
+    hit = next((c for c in candidates if os.path.isfile(c)), None)
+    if hit is None:
+      return None
+    found.append(hit)
+  return found
+
+
+def _read_verified(path: str, checksums: dict, *, decompressed: bool) -> bytes:
+  """Reads `path` and checks it against TFDS's record for the canonical file.
+
+  decompressed=True: the record describes the uncompressed content (binarized
+  MNIST's .amat); False: it describes the file as stored (MNIST's .gz files).
+  """
+  with open(path, "rb") as f:
+    raw = f.read()
+  is_gz = raw[:2] == b"\x1f\x8b"
+  try:
+    content = gzip.decompress(raw) if is_gz else raw
+  except (OSError, EOFError) as e:
+    raise DataError(f"{path} is not a readable gzip file ({e}); replace it with the canonical file") from e
+  base = os.path.basename(path)
+  canonical = base if base in checksums else base + ".gz" if base + ".gz" in checksums else base[:-3]
+  if canonical not in checksums:
+    raise DataError(f"no TFDS checksum is recorded for {base}")
+  size, sha256 = checksums[canonical]
+  checked = content if decompressed else raw
+  if not decompressed and not is_gz:
+    # MNIST's record is of the .gz file; a decompressed copy cannot be checked against it.
+    raise DataError(f"{path}: expected the gzipped canonical file {canonical}")
+  digest = hashlib.sha256(checked).hexdigest()
+  if len(checked) != size or digest != sha256:
+    raise DataError(
+        f"{path} is corrupt or not the canonical {canonical}: got {len(checked)} bytes with "
+        f"sha256 {digest}, expected {size} bytes with sha256 {sha256}. Replace it with a fresh copy.")
+  return content
+
+
+def _parse_amat(content: bytes, path: str) -> np.ndarray:
+  """'0 1 0 ...' lines of 784 pixels -> uint8 [N, 28, 28, 1] of 0/1."""
+  chars = np.frombuffer(content, np.uint8)
+  pixels = chars[(chars == ord("0")) | (chars == ord("1"))] - ord("0")
+  lines = content.count(b"\n")
+  if pixels.size != lines * 784:
+    raise DataError(f"{path}: expected {lines} rows of 784 binary pixels, got {pixels.size} pixels")
+  return pixels.reshape((lines,) + IMAGE_SHAPE)
+
+
+def _parse_idx(content: bytes, path: str, ndim: int) -> np.ndarray:
+  """IDX file (big-endian header, uint8 payload) -> uint8 array."""
+  magic = int.from_bytes(content[:4], "big")
+  if magic != 0x0800 + ndim:
+    raise DataError(f"{path}: not an IDX file of {ndim} dimensions (magic {magic:#x})")
+  dims = [int.from_bytes(content[4 + 4 * i: 8 + 4 * i], "big") for i in range(ndim)]
+  data = np.frombuffer(content, np.uint8, offset=4 + 4 * ndim)
+  if data.size != int(np.prod(dims)):
+    raise DataError(f"{path}: header says {dims}, payload has {data.size} bytes")
+  return data.reshape(dims)
+
+
+def _tfds_prepared(name: str, data_dir: str) -> bool:
+  return bool(glob.glob(os.path.join(data_dir, name, "*", "dataset_info.json")))
+
+
+def _load_tfds(name: str, split: str, data_dir: str) -> Dataset:
+  import tensorflow_datasets as tfds
+  try:
+    source = tfds.data_source(name, split=split, data_dir=data_dir, download=False)
+  except NotImplementedError as e:  # prepared as tfrecord: needs TensorFlow to read
+    raise DataError(f"the TFDS data set {name} in {data_dir} is not in array_record format; "
+                    f"prepare it with file_format='array_record' or provide the raw files") from e
+  records = source.__getitems__(list(range(len(source))))
+  images = np.stack([np.asarray(r["image"], np.uint8) for r in records])
+  labels = np.asarray([r["label"] for r in records], np.int32) if "label" in records[0] else None
+  if labels is None and name == "binarized_mnist" and split == "test":
+    labels = _binarized_test_labels()
+  return Dataset(images.reshape((-1,) + IMAGE_SHAPE), labels, 1 if name == "binarized_mnist" else 255)
+
+
+def _download_raw_files(name: str, split: str, data_dir: str) -> Optional[list[str]]:
+  """Downloads the canonical files with TFDS's download manager; None when offline."""
+  import tensorflow_datasets as tfds
+  urls = {info.filename or url.rsplit("/", 1)[-1]: url
+          for url, info in tfds.builder_cls(name).url_infos.items()}
+  wanted = {f: urls[f] for f in _RAW_FILES[name][split]}
+  if not all(_reachable(url) for url in wanted.values()):
+    return None  # offline: fail fast instead of TFDS's minutes of retries
+  target = os.path.join(data_dir, "downloads")
+  try:
+    manager = tfds.download.DownloadManager(download_dir=target)
+    paths = manager.download(wanted)
+  except Exception:  # no network, proxy refusal, ...: report as "not found" with advice
+    return None
+  return [os.fspath(paths[f]) for f in _RAW_FILES[name][split]]
+
+
+def _reachable(url: str, timeout: float = 3.0) -> bool:
+  parsed = urllib.parse.urlparse(url)
+  port = parsed.port or (443 if parsed.scheme == "https" else 80)
+  try:
+    socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+    return True
+  except OSError:
+    return False
+
+
+def check_images(images: np.ndarray, *, what: str, binary: bool = False) -> None:
+  """Raises DataError naming the problem when images are unusable for training.
+
+  images: [N, H, W, C] (uint8, or float in [0, 1]). binary: values must be 0/1
+  (a Bernoulli likelihood on statically binarised data).
+  """
+  if images.ndim != 4:
+    raise DataError(f"{what}: expected images of shape [N, H, W, C], got shape {images.shape}")
+  if images.shape[0] == 0:
+    raise DataError(f"{what}: the data set is empty")
+  if not (np.issubdtype(images.dtype, np.integer) or np.issubdtype(images.dtype, np.floating)):
+    raise DataError(f"{what}: expected a numeric dtype, got {images.dtype}")
+  if np.issubdtype(images.dtype, np.floating):
+    bad = ~np.isfinite(images)
+    if bad.any():
+      first = int(np.argwhere(bad.reshape(len(images), -1).any(axis=1))[0, 0])
+      raise DataError(f"{what}: {int(bad.sum())} NaN/Inf values (first in example {first})")
+    if images.min() < 0 or images.max() > 1:
+      raise DataError(f"{what}: float pixel values must lie in [0, 1], got "
+                      f"[{images.min():g}, {images.max():g}]")
+  if binary and not np.isin(np.unique(images), (0, 1)).all():
+    raise DataError(f"{what}: a statically binarised data set must hold only 0 and 1")

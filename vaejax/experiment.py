@@ -1,0 +1,220 @@
+"""One training run from a config: data, model, compiled chunks, logging,
+checkpoints, final evaluation and pictures. `experiments/train.py` is the CLI.
+
+Writes into the workdir: metrics.jsonl (one JSON line per logging point),
+summary.json, checkpoints/ (orbax), config.json, samples.png,
+reconstructions.png. A workdir with checkpoints resumes from the newest one.
+"""
+from __future__ import annotations
+
+import json
+import os
+import time
+from typing import Any, Optional
+
+import jax
+import jax.numpy as jnp
+import ml_collections
+import numpy as np
+import optax
+
+from vaejax import checkpoint, config as config_lib, data, evaluate, models, objectives
+from vaejax import training, viz
+
+# Summary fields that are wall-clock measurements, so differ between identical runs.
+TIMING_KEYS = ("examples_per_sec", "train_seconds", "compile_seconds", "eval_seconds")
+
+
+class RunError(RuntimeError):
+  """A run cannot continue (diverged, config mismatch on resume); the message says why."""
+
+
+def config_to_dict(config: ml_collections.ConfigDict) -> dict:
+  return json.loads(config.to_json())
+
+
+def build_model(config, image_shape) -> models.VAE:
+  hidden = config.hidden if isinstance(config.hidden, (tuple, list)) else (config.hidden,)
+  return models.make_vae(architecture=config.architecture, image_shape=image_shape,
+                         latent_dim=config.latent_dim, hidden=hidden,
+                         likelihood=config.likelihood, activation=config.activation,
+                         gaussian_scale=config.gaussian_scale)
+
+
+def build_objective(config, *, for_eval: bool = False):
+  if for_eval:  # test metrics: the plain ELBO (and IWAE-K when trained on it), beta = 1
+    name = "iwae" if config.objective == "iwae" else "elbo"
+    return objectives.make_objective(name, num_samples=config.num_samples if name == "iwae" else 1)
+  return objectives.make_objective(config.objective, beta=config.beta,
+                                   num_samples=config.num_samples,
+                                   analytic_kl=config.analytic_kl, estimator=config.estimator)
+
+
+def build_optimizer(config) -> optax.GradientTransformation:
+  adam = optax.adam(config.learning_rate)
+  if config.grad_clip_norm > 0:
+    return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
+  return adam
+
+
+def load_data(config) -> tuple[data.Dataset, data.Dataset]:
+  data_dir = config.data_dir or None
+  train = data.load(config.dataset, "train", data_dir)
+  test = data.load(config.dataset, "test", data_dir)
+  if config.train_subset:
+    train = train.take(config.train_subset)
+  if config.eval_subset:
+    test = test.take(config.eval_subset)
+  binary = config.dataset == "binarized_mnist"
+  data.check_images(train.images, what=f"{config.dataset} train", binary=binary)
+  data.check_images(test.images, what=f"{config.dataset} test", binary=binary)
+  if len(train) < config.batch_size:
+    raise config_lib.ConfigError(f"config.batch_size={config.batch_size} exceeds the "
+                                 f"{len(train)} training examples")
+  return train, test
+
+
+def _write_json_atomic(path: str, obj: Any) -> None:
+  tmp = path + ".tmp"
+  with open(tmp, "w") as f:
+    json.dump(obj, f, indent=2, sort_keys=True)
+    f.flush()
+    os.fsync(f.fileno())
+  os.replace(tmp, path)
+
+
+def _truncate_metrics(path: str, last_step: int) -> None:
+  """Drops logged lines past the step a resumed run restarts from."""
+  if not os.path.exists(path):
+    return
+  with open(path) as f:
+    lines = [l for l in f if l.strip() and json.loads(l)["step"] <= last_step]
+  with open(path, "w") as f:
+    f.writelines(lines)
+
+
+def _eval_images(dataset: data.Dataset) -> jax.Array:
+  return jnp.asarray(dataset.images, jnp.float32) / dataset.max_value
+
+
+def run(config: ml_collections.ConfigDict, workdir: str, *,
+        allow_config_change: bool = False, quiet: bool = False) -> dict:
+  """Trains (or resumes) the run in `workdir`; returns the summary it writes."""
+  log = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
+  config_lib.validate(config)
+  os.makedirs(workdir, exist_ok=True)
+  train_set, test_set = load_data(config)
+  model = build_model(config, train_set.images.shape[1:])
+  optimizer = build_optimizer(config)
+  init_key, train_key, data_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 4)
+  state = training.create_train_state(model.init(init_key), optimizer, key=train_key)
+
+  steps_per_epoch = len(train_set) // config.batch_size
+  total_steps = steps_per_epoch * config.epochs
+  run_config = config_to_dict(config)
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
+                                 max_to_keep=config.keep_checkpoints)
+  restored = ckpt.restore_latest(state)
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  if restored is not None:
+    step0, state, meta = restored
+    if meta.get("config") != run_config and not allow_config_change:
+      changed = sorted(k for k in set(run_config) | set(meta.get("config", {}))
+                       if run_config.get(k) != meta.get("config", {}).get(k))
+      raise RunError(f"{workdir} holds a checkpoint of a run with a different config "
+                     f"(changed: {', '.join(changed)}); use a new --workdir or pass "
+                     f"--allow_config_change to continue with the new config")
+    log(f"resuming from checkpoint at step {step0} in {workdir}")
+    _truncate_metrics(metrics_path, step0)
+  else:
+    _truncate_metrics(metrics_path, -1)
+  _write_json_atomic(os.path.join(workdir, "config.json"), run_config)
+
+  preprocess = training.make_preprocess(train_set.max_value, config.dynamic_binarization)
+  loss_fn = objectives.make_batch_loss(model, build_objective(config))
+  step_fn = training.make_train_step(loss_fn, optimizer, preprocess)
+  chunk = jax.jit(training.make_train_chunk(step_fn, config.batch_size), donate_argnums=0)
+  permutation = jax.jit(lambda epoch: jax.random.permutation(
+      jax.random.fold_in(data_key, epoch), len(train_set)))
+  train_images = jnp.asarray(train_set.images)  # uint8 on device, converted per batch
+
+  t0 = time.perf_counter()
+  chunk = chunk.lower(state, train_images, permutation(0), np.int32(0), np.int32(1)).compile()
+  compile_seconds = time.perf_counter() - t0
+  train_seconds, trained_steps = 0.0, 0
+  step = int(state.step)
+  perm_epoch, perm = -1, None
+  record: dict = {}
+  while step < total_steps:
+    epoch, position = divmod(step, steps_per_epoch)
+    if epoch != perm_epoch:
+      perm_epoch, perm = epoch, permutation(epoch)
+    boundaries = [steps_per_epoch - position, total_steps - step,
+                  config.log_every - step % config.log_every if config.log_every else total_steps,
+                  config.checkpoint_every - step % config.checkpoint_every
+                  if config.checkpoint_every else total_steps]
+    if config.steps_per_dispatch:
+      boundaries.append(config.steps_per_dispatch)
+    num_steps = min(boundaries)
+    t = time.perf_counter()
+    state, sums = chunk(state, train_images, perm, np.int32(position), np.int32(num_steps))
+    sums = jax.device_get(sums)  # host sync: logging point
+    train_seconds += time.perf_counter() - t
+    trained_steps += num_steps
+    step += num_steps
+    means = {k: float(v) / num_steps for k, v in sums.items()}
+    skipped_consecutive = int(state.skipped_consecutive)
+    record = {"step": step, "epoch": step / steps_per_epoch, **{f"train/{k}": v for k, v in means.items()},
+              "skipped_total": int(state.skipped_total),
+              "examples_per_sec": num_steps * config.batch_size / max(time.perf_counter() - t, 1e-9)}
+    if config.log_every and (step % config.log_every == 0 or step == total_steps):
+      with open(metrics_path, "a") as f:
+        f.write(json.dumps(record) + "\n")
+      log(f"step {step}/{total_steps} epoch {record['epoch']:.2f} "
+          f"loss {means['loss']:.2f} " + " ".join(f"{k} {means[k]:.2f}" for k in ("recon", "kl") if k in means)
+          + f" | {record['examples_per_sec']:.0f} ex/s")
+    if skipped_consecutive >= config.max_consecutive_skips:
+      raise RunError(f"stopping at step {step}: {skipped_consecutive} consecutive updates had a "
+                     f"non-finite loss, gradient or result and were skipped (try a lower "
+                     f"learning_rate or grad_clip_norm); the last finite checkpoint is kept")
+    if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == total_steps:
+      ckpt.save(step, state, {"step": step, "config": run_config})
+  ckpt.close()
+
+  t = time.perf_counter()
+  test_images = _eval_images(test_set)
+  eval_objective = build_objective(config, for_eval=True)
+  test_metrics = evaluate.evaluate_dataset(model, eval_objective, state.params, test_images,
+                                           key=eval_key, batch_size=min(config.eval_batch_size, len(test_set)))
+  test_metrics = {k: float(v) for k, v in jax.device_get(test_metrics).items()}  # host sync: summary
+  test_metrics.pop("loss", None)
+  eval_seconds = time.perf_counter() - t
+  summary = {
+      "dataset": config.dataset, "steps": int(state.step), "epochs": config.epochs,
+      "test": test_metrics,
+      "train": {k.split("/", 1)[1]: v for k, v in record.items() if k.startswith("train/")}
+      if total_steps and trained_steps else None,
+      "skipped_updates": int(state.skipped_total),
+      "params_checksum": checkpoint.params_checksum(state.params),
+      "examples_per_sec": trained_steps * config.batch_size / train_seconds if trained_steps else None,
+      "train_seconds": train_seconds, "compile_seconds": compile_seconds, "eval_seconds": eval_seconds,
+  }
+  _write_pictures(config, model, state.params, test_images, workdir, jax.random.fold_in(eval_key, 1))
+  _write_json_atomic(os.path.join(workdir, "summary.json"), summary)
+  log(f"test neg_elbo {test_metrics['neg_elbo']:.2f} nats | summary in {workdir}/summary.json")
+  return summary
+
+
+def _write_pictures(config, model: models.VAE, params, test_images, workdir, key) -> None:
+  n = config.num_image_samples
+  if not n:
+    return
+  cols = int(np.ceil(np.sqrt(n)))
+  z = jax.random.normal(key, (n, model.latent_dim))
+  samples = jax.vmap(model.mean_image, in_axes=(None, 0))(params, z)
+  viz.save_grid(os.path.join(workdir, "samples.png"), np.asarray(samples), cols=cols)
+  inputs = test_images[:: max(1, len(test_images) // n)][:n]
+  means = jax.vmap(lambda x: model.posterior(params, x).mean)(inputs)
+  recons = jax.vmap(model.mean_image, in_axes=(None, 0))(params, means)
+  viz.save_grid(os.path.join(workdir, "reconstructions.png"),
+                viz.interleave_rows(np.asarray(inputs), np.asarray(recons), cols=cols), cols=cols)

@@ -1,0 +1,130 @@
+"""Train state, the compiled train step and the many-steps-per-dispatch runner.
+
+One jitted call runs a whole chunk of steps on device: batches are gathered
+from a data set that lives on device as uint8, converted per batch, and the
+state is donated. Metrics are summed on device; the host reads them only at
+logging points.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax
+import jax
+import jax.numpy as jnp
+import optax
+
+from vaejax.objectives import example_keys
+
+Params = Any
+LossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
+
+
+@flax.struct.dataclass
+class TrainState:
+  """Everything a run needs to continue bit-for-bit.
+
+  step: [] int32, optimiser steps taken (skipped ones included).
+  key: raw uint32 [2] key; step t draws its noise from fold_in(key, t).
+  skipped_total / skipped_consecutive: [] int32 counts of non-finite updates.
+  """
+  step: jax.Array
+  params: Params
+  opt_state: optax.OptState
+  key: jax.Array
+  skipped_total: jax.Array
+  skipped_consecutive: jax.Array
+
+
+def create_train_state(params: Params, optimizer: optax.GradientTransformation, *,
+                       key: jax.Array) -> TrainState:
+  # Distinct buffers per leaf: the state is donated, and XLA refuses to donate one
+  # buffer twice.
+  zero = lambda: jnp.zeros((), jnp.int32)  # noqa: E731
+  state = TrainState(step=zero(), params=params, opt_state=optimizer.init(params),
+                     key=jnp.asarray(key), skipped_total=zero(), skipped_consecutive=zero())
+  return jax.tree_util.tree_map(jnp.copy, state)
+
+
+def make_preprocess(max_value: int, dynamic_binarization: bool):
+  """uint8 batch [B, H, W, C] -> float32 in [0, 1]; Bernoulli-resampled per example
+  (dynamic binarisation) when asked, one key per global example index."""
+  def preprocess(batch: jax.Array, *, key: jax.Array, example_offset=0) -> jax.Array:
+    x = batch.astype(jnp.float32) / max_value
+    if dynamic_binarization:
+      keys = example_keys(key, x.shape[0], example_offset)
+      x = jax.vmap(lambda k, p: jax.random.bernoulli(k, p).astype(jnp.float32))(keys, x)
+    return x
+  return preprocess
+
+
+def _all_finite(tree) -> jax.Array:
+  leaves = jax.tree_util.tree_leaves(tree)
+  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+
+
+def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, preprocess,
+                    *, axis_name: str | None = None):
+  """Returns train_step(state, batch, example_offset=0) -> (state, metrics).
+
+  batch: the raw uint8 examples this device sees. With `axis_name` set (inside
+  pmap or shard_map), gradients and metrics are averaged over that axis. An
+  update whose loss, gradient or resulting params are not finite is skipped
+  on device and counted; the step counter advances either way.
+  """
+  def train_step(state: TrainState, batch: jax.Array, example_offset=0):
+    step_key = jax.random.fold_in(state.key, state.step)
+    noise_key, binarize_key = jax.random.split(step_key)
+    x = preprocess(batch, key=binarize_key, example_offset=example_offset)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    (loss, metrics), grads = grad_fn(state.params, x, key=noise_key,
+                                     example_offset=example_offset)
+    if axis_name is not None:
+      grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
+    updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
+    new_params = optax.apply_updates(state.params, updates)
+    ok = _all_finite((metrics["loss"], grads, new_params))
+    params, opt_state = jax.lax.cond(
+        ok, lambda: (new_params, new_opt_state), lambda: (state.params, state.opt_state))
+    skipped = 1 - ok.astype(jnp.int32)
+    metrics = dict(metrics, skipped=skipped.astype(jnp.float32))
+    return state.replace(
+        step=state.step + 1, params=params, opt_state=opt_state,
+        skipped_total=state.skipped_total + skipped,
+        skipped_consecutive=(state.skipped_consecutive + 1) * skipped), metrics
+
+  return train_step
+
+
+def make_train_chunk(train_step, batch_size: int, *, local_batch_size: int | None = None,
+                     device_index: Callable[[], jax.Array] | None = None):
+  """chunk(state, data, perm, first_batch, num_steps) -> (state, metric sums).
+
+  Runs `num_steps` steps on device; step i trains on the examples
+  perm[(first_batch + i) * batch_size :][:batch_size] of `data` (uint8, on
+  device). `num_steps` is a traced scalar: the loop is a `lax.fori_loop` with a
+  dynamic trip count (a while loop), so every chunk length shares one compile.
+  Under pmap, `device_index` returns this device's index and each device takes
+  its `local_batch_size` slice of the global batch.
+  """
+  local = local_batch_size or batch_size
+
+  def chunk(state, data, perm, first_batch, num_steps):
+    offset = 0 if device_index is None else device_index() * local
+
+    def batch_at(i):
+      start = (first_batch + i) * batch_size + offset
+      idx = jax.lax.dynamic_slice_in_dim(perm, start, local)
+      return jnp.take(data, idx, axis=0), offset
+
+    metric_shapes = jax.eval_shape(train_step, state, *batch_at(0))[1]
+    sums = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)
+
+    def body(i, carry):
+      state, sums = carry
+      state, metrics = train_step(state, *batch_at(i))
+      return state, jax.tree_util.tree_map(jnp.add, sums, metrics)
+
+    return jax.lax.fori_loop(0, num_steps, body, (state, sums))
+
+  return chunk
