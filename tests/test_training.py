@@ -86,3 +86,15 @@ def test_dynamic_binarisation_is_per_example_and_keyed():
   np.testing.assert_array_equal(a, b)
   assert set(np.unique(a)) <= {0.0, 1.0}
   np.testing.assert_array_equal(pre(gray[2:], key=key, example_offset=2), a[2:])
+
+
+def test_chunk_stops_early_after_consecutive_skips():
+  state, data, _, loss_fn, batch = _setup()
+  opt = optax.adam(1e-2)
+  nan_loss = lambda p, x, *, key, example_offset=0: (  # noqa: E731
+      jnp.float32(jnp.nan), {"loss": jnp.float32(jnp.nan)})
+  step = training.make_train_step(nan_loss, opt, training.make_preprocess(1, False))
+  chunk = jax.jit(training.make_train_chunk(step, batch, max_consecutive_skips=3))
+  state, sums = chunk(state, data, jnp.arange(len(data)), np.int32(0), np.int32(4))
+  assert int(state.step) == 3 and float(sums["skipped"]) == 3.0
+  assert float(sums["loss"]) == 0.0  # skipped steps add nothing to the metric sums

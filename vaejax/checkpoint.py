@@ -60,7 +60,11 @@ class Checkpointer:
     return dict(out["metadata"])
 
   def restore_latest(self, like: Any) -> Optional[tuple[int, Any, dict]]:
-    """(step, state, metadata) of the newest readable checkpoint, or None if none."""
+    """(step, state, metadata) of the newest readable checkpoint, or None if none.
+
+    An unreadable checkpoint is renamed to `<step>.unreadable` (kept for
+    inspection, ignored from then on) so the run can write that step again.
+    """
     for step in reversed(self.steps()):
       try:
         state, metadata = self.restore(step, like)
@@ -68,7 +72,16 @@ class Checkpointer:
       except Exception as e:  # corrupt or partial: fall back to the one before
         logging.warning("checkpoint %d in %s is unreadable (%s: %s); trying an older one",
                         step, self.directory, type(e).__name__, e)
+        self._quarantine(step)
     return None
+
+  def _quarantine(self, step: int) -> None:
+    src = os.path.join(self.directory, str(step))
+    dst, n = src + ".unreadable", 1
+    while os.path.exists(dst):
+      dst, n = f"{src}.unreadable{n}", n + 1
+    os.replace(src, dst)
+    self._manager.reload()
 
   def close(self) -> None:
     self._manager.close()

@@ -133,7 +133,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   preprocess = training.make_preprocess(train_set.max_value, config.dynamic_binarization)
   loss_fn = objectives.make_batch_loss(model, build_objective(config))
   step_fn = training.make_train_step(loss_fn, optimizer, preprocess)
-  chunk = jax.jit(training.make_train_chunk(step_fn, config.batch_size), donate_argnums=0)
+  chunk = jax.jit(training.make_train_chunk(
+      step_fn, config.batch_size, max_consecutive_skips=config.max_consecutive_skips),
+      donate_argnums=0)
   permutation = jax.jit(lambda epoch: jax.random.permutation(
       jax.random.fold_in(data_key, epoch), len(train_set)))
   train_images = jnp.asarray(train_set.images)  # uint8 on device, converted per batch
@@ -158,27 +160,35 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
     num_steps = min(boundaries)
     t = time.perf_counter()
     state, sums = chunk(state, train_images, perm, np.int32(position), np.int32(num_steps))
-    sums = jax.device_get(sums)  # host sync: logging point
+    sums, new_step = jax.device_get((sums, state.step))  # host sync: logging point
+    num_steps, step = int(new_step) - step, int(new_step)  # fewer if it diverged
     train_seconds += time.perf_counter() - t
     trained_steps += num_steps
-    step += num_steps
-    means = {k: float(v) / num_steps for k, v in sums.items()}
+    applied = num_steps - int(sums["skipped"])
+    means = {k: float(v) / applied if applied else None for k, v in sums.items() if k != "skipped"}
+    means["skipped"] = float(sums["skipped"]) / num_steps
     skipped_consecutive = int(state.skipped_consecutive)
     record = {"step": step, "epoch": step / steps_per_epoch, **{f"train/{k}": v for k, v in means.items()},
               "skipped_total": int(state.skipped_total),
               "examples_per_sec": num_steps * config.batch_size / max(time.perf_counter() - t, 1e-9)}
-    if config.log_every and (step % config.log_every == 0 or step == total_steps):
+    diverged = skipped_consecutive >= config.max_consecutive_skips
+    if config.log_every and (step % config.log_every == 0 or step == total_steps or diverged):
       with open(metrics_path, "a") as f:
         f.write(json.dumps(record) + "\n")
-      log(f"step {step}/{total_steps} epoch {record['epoch']:.2f} "
-          f"loss {means['loss']:.2f} " + " ".join(f"{k} {means[k]:.2f}" for k in ("recon", "kl") if k in means)
-          + f" | {record['examples_per_sec']:.0f} ex/s")
-    if skipped_consecutive >= config.max_consecutive_skips:
+      shown = " ".join(f"{k} {means[k]:.2f}" for k in ("loss", "recon", "kl")
+                       if means.get(k) is not None)
+      log(f"step {step}/{total_steps} epoch {record['epoch']:.2f} {shown or 'no update applied'}"
+          f" | skipped {record['skipped_total']} | {record['examples_per_sec']:.0f} ex/s")
+    if diverged:
       raise RunError(f"stopping at step {step}: {skipped_consecutive} consecutive updates had a "
                      f"non-finite loss, gradient or result and were skipped (try a lower "
-                     f"learning_rate or grad_clip_norm); the last finite checkpoint is kept")
+                     f"learning_rate or grad_clip_norm); checkpoints are never written "
+                     f"from a diverged state, so the newest one in the workdir is finite")
     if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == total_steps:
-      ckpt.save(step, state, {"step": step, "config": run_config})
+      # The data position is implied by the step (epoch permutations are keyed by
+      # epoch), and is recorded for people reading the checkpoint.
+      ckpt.save(step, state, {"step": step, "epoch": step // steps_per_epoch,
+                              "position_in_epoch": step % steps_per_epoch, "config": run_config})
   ckpt.close()
 
   t = time.perf_counter()

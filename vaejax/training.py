@@ -97,15 +97,19 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, pr
 
 
 def make_train_chunk(train_step, batch_size: int, *, local_batch_size: int | None = None,
-                     device_index: Callable[[], jax.Array] | None = None):
+                     device_index: Callable[[], jax.Array] | None = None,
+                     max_consecutive_skips: int | None = None):
   """chunk(state, data, perm, first_batch, num_steps) -> (state, metric sums).
 
-  Runs `num_steps` steps on device; step i trains on the examples
+  Runs up to `num_steps` steps on device; step i trains on the examples
   perm[(first_batch + i) * batch_size :][:batch_size] of `data` (uint8, on
-  device). `num_steps` is a traced scalar: the loop is a `lax.fori_loop` with a
-  dynamic trip count (a while loop), so every chunk length shares one compile.
-  Under pmap, `device_index` returns this device's index and each device takes
-  its `local_batch_size` slice of the global batch.
+  device). `num_steps` is a traced scalar and the loop a `lax.while_loop`, so
+  every chunk length shares one compile. The loop ends early once
+  `max_consecutive_skips` updates in a row were skipped (the run diverged); the
+  caller reads how many steps ran from `state.step`. The sums run over steps
+  whose update was applied; sums["skipped"] counts the others. Under pmap,
+  `device_index` returns this device's index and each device takes its
+  `local_batch_size` slice of the global batch.
   """
   local = local_batch_size or batch_size
 
@@ -120,11 +124,22 @@ def make_train_chunk(train_step, batch_size: int, *, local_batch_size: int | Non
     metric_shapes = jax.eval_shape(train_step, state, *batch_at(0))[1]
     sums = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)
 
-    def body(i, carry):
-      state, sums = carry
-      state, metrics = train_step(state, *batch_at(i))
-      return state, jax.tree_util.tree_map(jnp.add, sums, metrics)
+    def going(carry):
+      i, state, _ = carry
+      more = i < num_steps
+      if max_consecutive_skips is not None:
+        more &= state.skipped_consecutive < max_consecutive_skips
+      return more
 
-    return jax.lax.fori_loop(0, num_steps, body, (state, sums))
+    def body(carry):
+      i, state, sums = carry
+      state, metrics = train_step(state, *batch_at(i))
+      # A skipped step's metrics are NaN/Inf: add only applied steps' values.
+      applied = metrics["skipped"] == 0
+      metrics = {k: v if k == "skipped" else jnp.where(applied, v, 0.0) for k, v in metrics.items()}
+      return i + 1, state, jax.tree_util.tree_map(jnp.add, sums, metrics)
+
+    _, state, sums = jax.lax.while_loop(going, body, (jnp.zeros((), jnp.int32), state, sums))
+    return state, sums
 
   return chunk
