@@ -18,6 +18,13 @@ _CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collect
 _WORKDIR = flags.DEFINE_string("workdir", None, "Folder for checkpoints, metrics and pictures.")
 _ALLOW_CHANGE = flags.DEFINE_bool("allow_config_change", False,
                                   "Resume a workdir even though its saved config differs.")
+_COORDINATOR = flags.DEFINE_string(
+    "coordinator_address", None, "Multi-process runs: host:port of process 0 "
+    "(default $VAEJAX_COORDINATOR_ADDRESS).")
+_NUM_PROCESSES = flags.DEFINE_integer(
+    "num_processes", None, "Multi-process runs: how many processes (default $VAEJAX_NUM_PROCESSES, else 1).")
+_PROCESS_ID = flags.DEFINE_integer(
+    "process_id", None, "Multi-process runs: this process's index (default $VAEJAX_PROCESS_ID).")
 flags.mark_flags_as_required(["config", "workdir"])
 
 
@@ -26,10 +33,13 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   # orbax logs every save at INFO through absl; keep the console to our progress lines.
   logging.set_verbosity(logging.WARNING)
-  from vaejax import checkpoint, config, data, experiment
+  from vaejax import checkpoint, config, data, experiment, parallel
   try:
+    # Before anything touches a device: every process must join first.
+    parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     experiment.run(_CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
-  except (config.ConfigError, data.DataError, experiment.RunError, checkpoint.CheckpointError) as e:
+  except (config.ConfigError, data.DataError, experiment.RunError, checkpoint.CheckpointError,
+          parallel.DistributedError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 

@@ -44,7 +44,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.grad_clip_norm = 0.0  # 0: no clipping
   c.epochs = 10
   c.seed = 0
-  c.parallel = "none"
+  c.parallel = "none"  # none | pmap | sharding
+  c.num_devices = 0  # pmap/sharding: 0 = every device
   # Loop, logging and checkpoints (in optimiser steps; 0 = only at the end).
   c.steps_per_dispatch = 0  # 0: run to the next log/checkpoint/epoch boundary in one call
   c.log_every = 100
@@ -78,7 +79,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
   _choice(config, "activation", tuple(ACTIVATIONS))
   for key in ("latent_dim", "batch_size", "num_samples", "epochs", "eval_batch_size"):
     _at_least(config, key, 1)
-  for key in ("beta", "grad_clip_norm", "train_subset", "eval_subset", "steps_per_dispatch",
+  for key in ("beta", "grad_clip_norm", "num_devices", "train_subset", "eval_subset", "steps_per_dispatch",
               "log_every", "checkpoint_every", "num_image_samples"):
     _at_least(config, key, 0)
   _at_least(config, "keep_checkpoints", 1)

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from vaejax import checkpoint, config as config_lib, data, evaluate, models, objectives
-from vaejax import training, viz
+from vaejax import parallel, training, viz
 
 # Summary fields that are wall-clock measurements, so differ between identical runs.
 TIMING_KEYS = ("examples_per_sec", "train_seconds", "compile_seconds", "eval_seconds")
@@ -99,9 +99,18 @@ def _eval_images(dataset: data.Dataset) -> jax.Array:
 
 def run(config: ml_collections.ConfigDict, workdir: str, *,
         allow_config_change: bool = False, quiet: bool = False) -> dict:
-  """Trains (or resumes) the run in `workdir`; returns the summary it writes."""
-  log = (lambda *a: None) if quiet else (lambda *a: print(*a, flush=True))
-  config_lib.validate(config)
+  """Trains (or resumes) the run in `workdir`; returns the summary it writes.
+
+  In a multi-process run every process trains; process 0 alone writes logs,
+  pictures and the summary (orbax coordinates the checkpoint writes).
+  """
+  primary = jax.process_index() == 0
+  log = (lambda *a: None) if quiet or not primary else (lambda *a: print(*a, flush=True))
+  try:
+    num_devices = parallel.device_count(config.parallel, config.num_devices)
+  except ValueError as e:
+    raise config_lib.ConfigError(str(e)) from None
+  config_lib.validate(config, num_devices=num_devices)
   os.makedirs(workdir, exist_ok=True)
   train_set, test_set = load_data(config)
   model = build_model(config, train_set.images.shape[1:])
@@ -109,76 +118,97 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   init_key, train_key, data_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 4)
   state = training.create_train_state(model.init(init_key), optimizer, key=train_key)
 
-  steps_per_epoch = len(train_set) // config.batch_size
-  total_steps = steps_per_epoch * config.epochs
   run_config = config_to_dict(config)
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                  max_to_keep=config.keep_checkpoints)
-  restored = ckpt.restore_latest(state)
+  state = _restore_or_start(ckpt, state, run_config, workdir, allow_config_change, primary, log)
+  runner = parallel.make_runner(
+      config.parallel, loss_fn=objectives.make_batch_loss(model, build_objective(config)),
+      optimizer=optimizer,
+      preprocess=training.make_preprocess(train_set.max_value, config.dynamic_binarization),
+      batch_size=config.batch_size, max_consecutive_skips=config.max_consecutive_skips,
+      num_devices=config.num_devices)
+  state, timing, last_record = _train(config, runner, state, train_set, data_key, ckpt,
+                                      run_config, workdir, primary, log)
+  ckpt.close()
+  return _finish(config, model, state, test_set, eval_key, timing, last_record, workdir,
+                 primary, log)
+
+
+def _restore_or_start(ckpt, state, run_config, workdir, allow_config_change, primary, log):
+  """The newest readable checkpoint's state (config checked), else `state`."""
   metrics_path = os.path.join(workdir, "metrics.jsonl")
-  if restored is not None:
-    step0, state, meta = restored
-    if meta.get("config") != run_config and not allow_config_change:
-      changed = sorted(k for k in set(run_config) | set(meta.get("config", {}))
-                       if run_config.get(k) != meta.get("config", {}).get(k))
+  restored = ckpt.restore_latest(state)
+  if restored is None:
+    if primary:
+      _truncate_metrics(metrics_path, -1)
+  else:
+    step, state, meta = restored
+    saved = meta.get("config", {})
+    if saved != run_config and not allow_config_change:
+      changed = sorted(k for k in set(run_config) | set(saved) if run_config.get(k) != saved.get(k))
       raise RunError(f"{workdir} holds a checkpoint of a run with a different config "
                      f"(changed: {', '.join(changed)}); use a new --workdir or pass "
                      f"--allow_config_change to continue with the new config")
-    log(f"resuming from checkpoint at step {step0} in {workdir}")
-    _truncate_metrics(metrics_path, step0)
-  else:
-    _truncate_metrics(metrics_path, -1)
-  _write_json_atomic(os.path.join(workdir, "config.json"), run_config)
+    log(f"resuming from checkpoint at step {step} in {workdir}")
+    if primary:
+      _truncate_metrics(metrics_path, step)
+  if primary:
+    _write_json_atomic(os.path.join(workdir, "config.json"), run_config)
+  return state
 
-  preprocess = training.make_preprocess(train_set.max_value, config.dynamic_binarization)
-  loss_fn = objectives.make_batch_loss(model, build_objective(config))
-  step_fn = training.make_train_step(loss_fn, optimizer, preprocess)
-  chunk = jax.jit(training.make_train_chunk(
-      step_fn, config.batch_size, max_consecutive_skips=config.max_consecutive_skips),
-      donate_argnums=0)
-  permutation = jax.jit(lambda epoch: jax.random.permutation(
-      jax.random.fold_in(data_key, epoch), len(train_set)))
-  train_images = jnp.asarray(train_set.images)  # uint8 on device, converted per batch
 
-  t0 = time.perf_counter()
-  chunk = chunk.lower(state, train_images, permutation(0), np.int32(0), np.int32(1)).compile()
-  compile_seconds = time.perf_counter() - t0
-  train_seconds, trained_steps = 0.0, 0
+def _train(config, runner, state, train_set, data_key, ckpt, run_config, workdir, primary, log):
+  """The host loop: one dispatch per chunk, a host sync per logging point."""
+  steps_per_epoch = len(train_set) // config.batch_size
+  total_steps = steps_per_epoch * config.epochs
+  # Epoch permutations are made on the host: cheap, and identical in every process.
+  permutation = lambda epoch: runner.put_data(np.asarray(jax.random.permutation(  # noqa: E731
+      jax.random.fold_in(data_key, epoch), len(train_set))))
+  train_images = runner.put_data(train_set.images)  # uint8 on device, converted per batch
   step = int(state.step)
-  perm_epoch, perm = -1, None
-  record: dict = {}
+  state = runner.put_state(state)
+  # A zero-step call compiles the runner outside the timed loop (AOT lowering would
+  # not do for pmap across processes, which takes process-local arguments).
+  t = time.perf_counter()
+  chunk = runner.chunk
+  state, _ = chunk(state, train_images, permutation(0), np.int32(0), np.int32(0))
+  runner.get_metrics(state.step)  # host sync: compile finished
+  timing = {"compile_seconds": time.perf_counter() - t, "train_seconds": 0.0, "trained_steps": 0}
+  perm_epoch, perm, record = -1, None, {}
   while step < total_steps:
     epoch, position = divmod(step, steps_per_epoch)
     if epoch != perm_epoch:
       perm_epoch, perm = epoch, permutation(epoch)
-    boundaries = [steps_per_epoch - position, total_steps - step,
-                  config.log_every - step % config.log_every if config.log_every else total_steps,
-                  config.checkpoint_every - step % config.checkpoint_every
-                  if config.checkpoint_every else total_steps]
-    if config.steps_per_dispatch:
-      boundaries.append(config.steps_per_dispatch)
-    num_steps = min(boundaries)
+    every = [(config.log_every, step % config.log_every if config.log_every else 0),
+             (config.checkpoint_every, step % config.checkpoint_every if config.checkpoint_every else 0)]
+    num_steps = min([steps_per_epoch - position, total_steps - step]
+                    + [n - done for n, done in every if n]
+                    + ([config.steps_per_dispatch] if config.steps_per_dispatch else []))
     t = time.perf_counter()
     state, sums = chunk(state, train_images, perm, np.int32(position), np.int32(num_steps))
-    sums, new_step = jax.device_get((sums, state.step))  # host sync: logging point
-    num_steps, step = int(new_step) - step, int(new_step)  # fewer if it diverged
-    train_seconds += time.perf_counter() - t
-    trained_steps += num_steps
+    sums, counters = runner.get_metrics(  # host sync: logging point
+        (sums, (state.step, state.skipped_total, state.skipped_consecutive)))
+    seconds = time.perf_counter() - t
+    new_step, skipped_total, skipped_consecutive = (int(c) for c in counters)
+    num_steps, step = new_step - step, new_step  # fewer than asked if it diverged
+    timing["train_seconds"] += seconds
+    timing["trained_steps"] += num_steps
     applied = num_steps - int(sums["skipped"])
     means = {k: float(v) / applied if applied else None for k, v in sums.items() if k != "skipped"}
     means["skipped"] = float(sums["skipped"]) / num_steps
-    skipped_consecutive = int(state.skipped_consecutive)
-    record = {"step": step, "epoch": step / steps_per_epoch, **{f"train/{k}": v for k, v in means.items()},
-              "skipped_total": int(state.skipped_total),
-              "examples_per_sec": num_steps * config.batch_size / max(time.perf_counter() - t, 1e-9)}
+    record = {"step": step, "epoch": step / steps_per_epoch,
+              **{f"train/{k}": v for k, v in means.items()}, "skipped_total": skipped_total,
+              "examples_per_sec": num_steps * config.batch_size / max(seconds, 1e-9)}
     diverged = skipped_consecutive >= config.max_consecutive_skips
-    if config.log_every and (step % config.log_every == 0 or step == total_steps or diverged):
-      with open(metrics_path, "a") as f:
+    if primary and config.log_every and (step % config.log_every == 0 or step == total_steps
+                                         or diverged):
+      with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
         f.write(json.dumps(record) + "\n")
       shown = " ".join(f"{k} {means[k]:.2f}" for k in ("loss", "recon", "kl")
                        if means.get(k) is not None)
       log(f"step {step}/{total_steps} epoch {record['epoch']:.2f} {shown or 'no update applied'}"
-          f" | skipped {record['skipped_total']} | {record['examples_per_sec']:.0f} ex/s")
+          f" | skipped {skipped_total} | {record['examples_per_sec']:.0f} ex/s")
     if diverged:
       raise RunError(f"stopping at step {step}: {skipped_consecutive} consecutive updates had a "
                      f"non-finite loss, gradient or result and were skipped (try a lower "
@@ -186,31 +216,36 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
                      f"from a diverged state, so the newest one in the workdir is finite")
     if (config.checkpoint_every and step % config.checkpoint_every == 0) or step == total_steps:
       # The data position is implied by the step (epoch permutations are keyed by
-      # epoch), and is recorded for people reading the checkpoint.
-      ckpt.save(step, state, {"step": step, "epoch": step // steps_per_epoch,
-                              "position_in_epoch": step % steps_per_epoch, "config": run_config})
-  ckpt.close()
+      # epoch); it is recorded for people reading the checkpoint.
+      ckpt.save(step, runner.get_state(state),
+                {"step": step, "epoch": step // steps_per_epoch,
+                 "position_in_epoch": step % steps_per_epoch, "config": run_config})
+  return runner.get_state(state), timing, record
 
+
+def _finish(config, model, state, test_set, eval_key, timing, record, workdir, primary, log):
+  """Test metrics, pictures and summary.json from the final host-side state."""
   t = time.perf_counter()
   test_images = _eval_images(test_set)
-  eval_objective = build_objective(config, for_eval=True)
-  test_metrics = evaluate.evaluate_dataset(model, eval_objective, state.params, test_images,
-                                           key=eval_key, batch_size=min(config.eval_batch_size, len(test_set)))
+  test_metrics = evaluate.evaluate_dataset(
+      model, build_objective(config, for_eval=True), state.params, test_images, key=eval_key,
+      batch_size=min(config.eval_batch_size, len(test_set)))
   test_metrics = {k: float(v) for k, v in jax.device_get(test_metrics).items()}  # host sync: summary
   test_metrics.pop("loss", None)
-  eval_seconds = time.perf_counter() - t
+  trained_steps = timing.pop("trained_steps")
   summary = {
       "dataset": config.dataset, "steps": int(state.step), "epochs": config.epochs,
-      "test": test_metrics,
-      "train": {k.split("/", 1)[1]: v for k, v in record.items() if k.startswith("train/")}
-      if total_steps and trained_steps else None,
+      "parallel": config.parallel, "test": test_metrics,
+      "train": {k.split("/", 1)[1]: v for k, v in record.items() if k.startswith("train/")} or None,
       "skipped_updates": int(state.skipped_total),
       "params_checksum": checkpoint.params_checksum(state.params),
-      "examples_per_sec": trained_steps * config.batch_size / train_seconds if trained_steps else None,
-      "train_seconds": train_seconds, "compile_seconds": compile_seconds, "eval_seconds": eval_seconds,
+      "examples_per_sec": (trained_steps * config.batch_size / timing["train_seconds"]
+                           if trained_steps else None),
+      **timing, "eval_seconds": time.perf_counter() - t,
   }
-  _write_pictures(config, model, state.params, test_images, workdir, jax.random.fold_in(eval_key, 1))
-  _write_json_atomic(os.path.join(workdir, "summary.json"), summary)
+  if primary:
+    _write_pictures(config, model, state.params, test_images, workdir, jax.random.fold_in(eval_key, 1))
+    _write_json_atomic(os.path.join(workdir, "summary.json"), summary)
   log(f"test neg_elbo {test_metrics['neg_elbo']:.2f} nats | summary in {workdir}/summary.json")
   return summary
 

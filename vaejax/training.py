@@ -98,18 +98,22 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, pr
 
 def make_train_chunk(train_step, batch_size: int, *, local_batch_size: int | None = None,
                      device_index: Callable[[], jax.Array] | None = None,
-                     max_consecutive_skips: int | None = None):
+                     max_consecutive_skips: int | None = None,
+                     constrain_batch: Callable[[jax.Array], jax.Array] | None = None):
   """chunk(state, data, perm, first_batch, num_steps) -> (state, metric sums).
 
   Runs up to `num_steps` steps on device; step i trains on the examples
   perm[(first_batch + i) * batch_size :][:batch_size] of `data` (uint8, on
-  device). `num_steps` is a traced scalar and the loop a `lax.while_loop`, so
+  device); the caller keeps first_batch + num_steps <= len(perm) // batch_size
+  (slices past the end would be clamped by dynamic_slice, not wrapped).
+  `num_steps` is a traced scalar and the loop a `lax.while_loop`, so
   every chunk length shares one compile. The loop ends early once
   `max_consecutive_skips` updates in a row were skipped (the run diverged); the
   caller reads how many steps ran from `state.step`. The sums run over steps
   whose update was applied; sums["skipped"] counts the others. Under pmap,
   `device_index` returns this device's index and each device takes its
-  `local_batch_size` slice of the global batch.
+  `local_batch_size` slice of the global batch. `constrain_batch` (the sharding
+  path) annotates each gathered batch, e.g. to split it over a device mesh.
   """
   local = local_batch_size or batch_size
 
@@ -119,7 +123,8 @@ def make_train_chunk(train_step, batch_size: int, *, local_batch_size: int | Non
     def batch_at(i):
       start = (first_batch + i) * batch_size + offset
       idx = jax.lax.dynamic_slice_in_dim(perm, start, local)
-      return jnp.take(data, idx, axis=0), offset
+      batch = jnp.take(data, idx, axis=0)
+      return (batch if constrain_batch is None else constrain_batch(batch)), offset
 
     metric_shapes = jax.eval_shape(train_step, state, *batch_at(0))[1]
     sums = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)

@@ -1,0 +1,41 @@
+"""Run in a subprocess by test_parallel.py: XLA_FLAGS must be set before jax loads.
+
+  python _parallel_worker.py MODE STEPS OUT.npz [COORDINATOR NUM_PROCESSES PROCESS_ID]
+
+Trains a small VAE for STEPS steps (two chunks) on fixed synthetic data with the
+given parallel mode and writes the final params (flattened) and metric sums.
+"""
+import sys
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import optax
+
+from vaejax import checkpoint, models, objectives, parallel, training
+
+mode, steps, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+if len(sys.argv) > 4:
+  parallel.initialize_distributed(sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
+
+model = models.make_vae(architecture="mlp", image_shape=(8, 8, 1), latent_dim=4, hidden=(32,))
+optimizer = optax.adam(1e-2)
+runner = parallel.make_runner(
+    mode, loss_fn=objectives.make_batch_loss(model, objectives.make_objective("iwae", num_samples=3)),
+    optimizer=optimizer, preprocess=training.make_preprocess(255, True), batch_size=32,
+    max_consecutive_skips=5)
+images = np.asarray(jax.random.randint(jax.random.PRNGKey(0), (512, 8, 8, 1), 0, 256), np.uint8)
+state = training.create_train_state(model.init(jax.random.PRNGKey(1)), optimizer,
+                                    key=jax.random.PRNGKey(2))
+state = runner.put_state(state)
+data = runner.put_data(images)
+perm = runner.put_data(np.asarray(jax.random.permutation(jax.random.PRNGKey(3), 512)))
+state, sums1 = runner.chunk(state, data, perm, np.int32(0), np.int32(steps // 2))
+state, sums2 = runner.chunk(state, data, perm, np.int32(steps // 2), np.int32(steps - steps // 2))
+host = runner.get_state(state)
+sums = runner.get_metrics(sums2)
+flat = {jax.tree_util.keystr(p): np.asarray(v)
+        for p, v in jax.tree_util.tree_flatten_with_path(host.params)[0]}
+np.savez(out, **flat, **{f"metric/{k}": np.asarray(v) for k, v in sums.items()},
+         step=np.asarray(host.step), devices=np.asarray(runner.num_devices))
+print("checksum", jax.process_index(), checkpoint.params_checksum(host.params), flush=True)
