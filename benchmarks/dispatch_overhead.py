@@ -24,7 +24,7 @@ import jax  # noqa: E402
 import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
-from vaejax import models, objectives, parallel, training  # noqa: E402
+from vaejax import estimators, models, objectives, parallel, training  # noqa: E402
 
 
 def main():
@@ -38,7 +38,7 @@ def main():
 
   model = models.make_vae(architecture="mlp", image_shape=(8, 8, 1), latent_dim=2, hidden=(16,))
   optimizer = optax.adam(1e-3)
-  loss_fn = objectives.make_batch_loss(model, objectives.make_objective("elbo"))
+  loss_fn = objectives.make_batch_loss(model, estimators.make_estimator("elbo").per_example)
   images = np.asarray(jax.random.bernoulli(jax.random.PRNGKey(0), 0.3, (4096, 8, 8, 1)), np.uint8)
   n_batches = len(images) // args.batch_size
   runs = {}

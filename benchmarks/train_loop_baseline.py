@@ -43,8 +43,9 @@ def main():
   config.batch_size = args.batch_size
   train_set = data.load("binarized_mnist", "train", args.data_dir)
   model = experiment.build_model(config, train_set.images.shape[1:])
-  optimizer = experiment.build_optimizer(config)
-  loss_fn = objectives.make_batch_loss(model, experiment.build_objective(config))
+  estimator = experiment.build_estimator(config)
+  optimizer = experiment.build_optimizer(config, estimator)
+  loss_fn = objectives.make_batch_loss(model, estimator.per_example)
   step_fn = training.make_train_step(loss_fn, optimizer, training.make_preprocess(1, False))
   init = lambda: training.create_train_state(  # noqa: E731
       model.init(jax.random.PRNGKey(0)), optimizer, key=jax.random.PRNGKey(1))

@@ -39,7 +39,7 @@ def main(argv):
     parallel.initialize_distributed(_COORDINATOR.value, _NUM_PROCESSES.value, _PROCESS_ID.value)
     experiment.run(_CONFIG.value, _WORKDIR.value, allow_config_change=_ALLOW_CHANGE.value)
   except (config.ConfigError, data.DataError, experiment.RunError, checkpoint.CheckpointError,
-          parallel.DistributedError) as e:
+          parallel.DistributedError, OSError) as e:  # OSError: an unusable workdir, say
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
 

@@ -12,7 +12,7 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vaejax import checkpoint, models, objectives, parallel, training
+from vaejax import checkpoint, estimators, models, objectives, parallel, training
 
 mode, steps, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 if len(sys.argv) > 4:
@@ -21,7 +21,7 @@ if len(sys.argv) > 4:
 model = models.make_vae(architecture="mlp", image_shape=(8, 8, 1), latent_dim=4, hidden=(32,))
 optimizer = optax.adam(1e-2)
 runner = parallel.make_runner(
-    mode, loss_fn=objectives.make_batch_loss(model, objectives.make_objective("iwae", num_samples=3)),
+    mode, loss_fn=objectives.make_batch_loss(model, estimators.make_estimator("iwae", num_samples=3).per_example),
     optimizer=optimizer, preprocess=training.make_preprocess(255, True), batch_size=32,
     max_consecutive_skips=5)
 images = np.asarray(jax.random.randint(jax.random.PRNGKey(0), (512, 8, 8, 1), 0, 256), np.uint8)

@@ -6,7 +6,7 @@ import optax
 import pytest
 
 from vaejax import distributions as D
-from vaejax import models, objectives
+from vaejax import estimators, models, objectives
 
 
 def test_reparameterised_gradient_matches_exact_gradient():
@@ -74,7 +74,7 @@ def test_objectives_report_per_example_metrics_and_batch_loss_is_their_mean():
   params = model.init(jax.random.PRNGKey(6))
   xs = _binary_images(jax.random.PRNGKey(7), 5)
   key = jax.random.PRNGKey(8)
-  objective = objectives.make_objective("elbo", beta=0.5)
+  objective = estimators.make_estimator("elbo", beta=0.5).per_example
   loss, metrics = objectives.make_batch_loss(model, objective)(params, xs, key=key)
   keys = objectives.example_keys(key, 5)
   per = [objective(model, params, x, key=k) for x, k in zip(xs, keys)]
@@ -93,9 +93,9 @@ def test_example_keys_do_not_depend_on_how_the_batch_is_split():
 
 def test_unknown_names_raise_with_the_valid_list():
   with pytest.raises(ValueError, match="valid"):
-    objectives.make_objective("elbow")
+    estimators.make_estimator("elbow").per_example
   with pytest.raises(ValueError, match="pathwise"):
-    objectives.make_objective("elbo", estimator="magic")
+    estimators.make_estimator("elbo", estimator="magic").per_example
 
 
 def test_linear_gaussian_vae_reaches_the_ppca_maximum_likelihood():
@@ -118,7 +118,7 @@ def test_linear_gaussian_vae_reaches_the_ppca_maximum_likelihood():
                           likelihood="gaussian_learned")
   images = jnp.asarray(x.reshape(n, 1, d, 1))
   params = model.init(jax.random.PRNGKey(0))
-  loss_fn = objectives.make_batch_loss(model, objectives.make_objective("elbo", num_samples=4))
+  loss_fn = objectives.make_batch_loss(model, estimators.make_estimator("elbo", num_samples=4).per_example)
   schedule = optax.exponential_decay(3e-2, transition_steps=3000, decay_rate=0.01)
   opt = optax.adam(schedule)
 
@@ -132,7 +132,7 @@ def test_linear_gaussian_vae_reaches_the_ppca_maximum_likelihood():
     return jax.lax.scan(step, (params, opt.init(params)), jnp.arange(3000))[0][0]
 
   params = train(params, jax.random.PRNGKey(1))
-  eval_loss = objectives.make_batch_loss(model, objectives.make_objective("elbo", num_samples=256))
+  eval_loss = objectives.make_batch_loss(model, estimators.make_estimator("elbo", num_samples=256).per_example)
   elbo = -float(eval_loss(params, images, key=jax.random.PRNGKey(2))[0])
   print(f"pPCA max log-lik {ppca_ll:.4f}, trained linear-VAE ELBO {elbo:.4f}")
   assert elbo <= ppca_ll + 0.01, (elbo, ppca_ll)

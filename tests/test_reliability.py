@@ -13,7 +13,7 @@ import pytest
 
 from conftest import REPO
 from test_train_script import SMOKE, TRAIN, run_train
-from vaejax import experiment, models, objectives
+from vaejax import estimators, experiment, models, objectives
 
 # Long enough to kill mid-run: 4 epochs of 32 steps, a checkpoint every 16 steps.
 LONG = ("--config.epochs=4", "--config.checkpoint_every=16", "--config.log_every=16")
@@ -63,6 +63,18 @@ def test_sigkill_mid_training_then_resume_matches_uninterrupted_run(uninterrupte
   assert _summary(tmp_path)["params_checksum"] == uninterrupted["params_checksum"]
   steps = [json.loads(l)["step"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert steps == sorted(set(steps)) and steps[-1] == 128  # no duplicated log lines
+
+
+def test_resume_survives_a_metrics_line_cut_short(uninterrupted, tmp_path, data_dir):
+  first = run_train(tmp_path, *LONG, "--config.epochs=1", data_dir=data_dir)
+  assert first.returncode == 0
+  with open(tmp_path / "metrics.jsonl", "a") as f:
+    f.write('{"step": 48, "epoch": 1.5, "train/lo')  # what a kill mid-write leaves
+  proc = run_train(tmp_path, *LONG, "--allow_config_change", data_dir=data_dir)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  steps = [json.loads(l)["step"] for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert steps == [16, 32, 48, 64, 80, 96, 112, 128]
+  assert _summary(tmp_path)["params_checksum"] == uninterrupted["params_checksum"]
 
 
 def test_corrupt_latest_checkpoint_falls_back_to_the_previous(uninterrupted, tmp_path, data_dir):
@@ -115,7 +127,7 @@ def test_extreme_logits_and_log_variances_give_finite_loss_and_gradients():
   for scale in (1e2, 1e4, 1e6):
     big = jax.tree_util.tree_map(lambda p: p * scale, params)
     for name in ("elbo", "iwae"):
-      loss_fn = objectives.make_batch_loss(model, objectives.make_objective(name, num_samples=3))
+      loss_fn = objectives.make_batch_loss(model, estimators.make_estimator(name, num_samples=3).per_example)
       (loss, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
           big, xs, key=jax.random.PRNGKey(2))
       assert np.isfinite(float(loss)), (scale, name)

@@ -89,3 +89,34 @@ def test_missing_data_is_one_clear_line(tmp_path):
   assert proc.returncode == 2
   lines = proc.stderr.strip().splitlines()
   assert len(lines) == 1 and "could not find binarized_mnist_train.amat" in lines[0]
+
+
+def test_shape_changing_config_is_refused_and_loses_nothing(smoke_run, data_dir):
+  workdir, _ = smoke_run
+  before = sorted(os.listdir(workdir / "checkpoints"))
+  metrics = (workdir / "metrics.jsonl").read_text()
+  proc = run_train(workdir, "--config.hidden=(32,)", data_dir=data_dir)
+  assert proc.returncode == 2
+  assert "different config (changed: hidden)" in proc.stderr.strip().splitlines()[-1]
+  proc = run_train(workdir, "--config.hidden=(32,)", "--allow_config_change", data_dir=data_dir)
+  assert proc.returncode == 2
+  assert "does not fit the new config" in proc.stderr.strip().splitlines()[-1]
+  assert sorted(os.listdir(workdir / "checkpoints")) == before  # nothing set aside
+  assert (workdir / "metrics.jsonl").read_text() == metrics
+
+
+def test_log_every_zero_logs_only_the_last_step(tmp_path, data_dir):
+  proc = run_train(tmp_path, "--config.log_every=0", "--config.checkpoint_every=0", data_dir=data_dir)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+  assert [l["step"] for l in lines] == [32]
+  assert sorted(os.listdir(tmp_path / "checkpoints")) == ["32"]
+
+
+def test_workdir_that_is_a_file_is_one_clear_line(tmp_path, data_dir):
+  target = tmp_path / "not_a_dir"
+  target.write_text("x")
+  proc = run_train(target, data_dir=data_dir)
+  assert proc.returncode == 2
+  lines = proc.stderr.strip().splitlines()
+  assert len(lines) == 1 and lines[0].startswith("error:") and "not_a_dir" in lines[0]

@@ -5,12 +5,12 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from vaejax import models, objectives, training
+from vaejax import estimators, models, objectives, training
 
 
 def _setup(objective="elbo", n=64, batch=16, lr=1e-2):
   model = models.make_vae(architecture="mlp", image_shape=(4, 4, 1), latent_dim=2, hidden=(8,))
-  loss_fn = objectives.make_batch_loss(model, objectives.make_objective(objective))
+  loss_fn = objectives.make_batch_loss(model, estimators.make_estimator(objective).per_example)
   opt = optax.adam(lr)
   state = training.create_train_state(model.init(jax.random.PRNGKey(0)), opt,
                                       key=jax.random.PRNGKey(1))

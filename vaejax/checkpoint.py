@@ -10,7 +10,7 @@ from __future__ import annotations
 import hashlib
 import logging
 import os
-from typing import Any, Optional
+from typing import Any, Callable, Optional
 
 import jax
 import numpy as np
@@ -43,6 +43,7 @@ class Checkpointer:
     """Writes `state` at `step`; refuses non-finite params (never checkpointed)."""
     if not _all_finite(state):
       raise CheckpointError(f"refusing to checkpoint step {step}: the state holds NaN/Inf")
+    metadata = dict(metadata, state_layout=_layout(state))
     self._manager.save(step, args=ocp.args.Composite(
         state=ocp.args.StandardSave(state), metadata=ocp.args.JsonSave(metadata)), force=True)
     self._manager.wait_until_finished()
@@ -59,21 +60,47 @@ class Checkpointer:
     out = self._manager.restore(step, args=ocp.args.Composite(metadata=ocp.args.JsonRestore()))
     return dict(out["metadata"])
 
-  def restore_latest(self, like: Any) -> Optional[tuple[int, Any, dict]]:
+  def restore_latest(self, like: Any, *, check_metadata: Optional[Callable[[dict], Any]] = None
+                     ) -> Optional[tuple[int, Any, dict]]:
     """(step, state, metadata) of the newest readable checkpoint, or None if none.
 
-    An unreadable checkpoint is renamed to `<step>.unreadable` (kept for
-    inspection, ignored from then on) so the run can write that step again.
+    check_metadata(metadata) runs before the state is read and may raise to
+    refuse the checkpoint (a config change, say). A checkpoint whose recorded
+    shapes and dtypes differ from `like`'s is refused with CheckpointError, and
+    left in place. An unreadable checkpoint is renamed to
+    `<step>.unreadable` (kept for inspection, ignored from then on; by the
+    primary process only) and the one before is tried.
     """
     for step in reversed(self.steps()):
       try:
+        metadata = self.restore_metadata(step)
+      except Exception as e:  # corrupt or partial: fall back to the one before
+        self._set_aside(step, e)
+        continue
+      if check_metadata is not None:
+        check_metadata(metadata)
+      layout = metadata.get("state_layout")
+      if layout is not None and layout != _layout(like):
+        changed = sorted(k for k in set(layout) | set(_layout(like))
+                         if layout.get(k) != _layout(like).get(k))
+        raise CheckpointError(
+            f"checkpoint {step} in {self.directory} does not fit the new config: the state's "
+            f"layout changed ({', '.join(changed[:3])}{', ...' if len(changed) > 3 else ''}); "
+            f"start a new workdir")
+      try:
         state, metadata = self.restore(step, like)
         return step, state, metadata
-      except Exception as e:  # corrupt or partial: fall back to the one before
-        logging.warning("checkpoint %d in %s is unreadable (%s: %s); trying an older one",
-                        step, self.directory, type(e).__name__, e)
-        self._quarantine(step)
+      except Exception as e:  # unreadable data: set it aside, fall back to the one before
+        self._set_aside(step, e)
     return None
+
+  def _set_aside(self, step: int, error: Exception) -> None:
+    logging.warning("checkpoint %d in %s is unreadable (%s: %s); trying an older one",
+                    step, self.directory, type(error).__name__, error)
+    if jax.process_index() == 0:
+      self._quarantine(step)
+    else:
+      self._manager.reload()
 
   def _quarantine(self, step: int) -> None:
     src = os.path.join(self.directory, str(step))
@@ -85,6 +112,12 @@ class Checkpointer:
 
   def close(self) -> None:
     self._manager.close()
+
+
+def _layout(tree: Any) -> dict[str, str]:
+  """{leaf path: "dtype[shape]"}: what a restore into `tree` needs to match."""
+  return {jax.tree_util.keystr(path): f"{np.asarray(leaf).dtype}{list(np.shape(leaf))}"
+          for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
 def params_checksum(params: Any) -> str:

@@ -8,10 +8,7 @@ from __future__ import annotations
 
 import ml_collections
 
-from vaejax import data, models, objectives
-
-PARALLEL_MODES = ("none", "pmap", "sharding")
-
+from vaejax import data, estimators, models, parallel
 
 class ConfigError(ValueError):
   pass
@@ -34,7 +31,9 @@ def base_config() -> ml_collections.ConfigDict:
   c.gaussian_scale = 1.0
   # Objective and its gradient estimator.
   c.objective = "elbo"
-  c.estimator = "pathwise"
+  c.estimator = "pathwise"  # see vaejax.estimators for each objective's estimators
+  c.baseline = "none"  # score_function: none | moving_average | learned
+  c.baseline_decay = 0.99
   c.num_samples = 1  # K
   c.beta = 1.0
   c.analytic_kl = True
@@ -46,10 +45,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.seed = 0
   c.parallel = "none"  # none | pmap | sharding
   c.num_devices = 0  # pmap/sharding: 0 = every device
-  # Loop, logging and checkpoints (in optimiser steps; 0 = only at the end).
+  # Loop, logging and checkpoints, in optimiser steps.
   c.steps_per_dispatch = 0  # 0: run to the next log/checkpoint/epoch boundary in one call
-  c.log_every = 100
-  c.checkpoint_every = 1000
+  c.log_every = 100  # 0: log only the last step
+  c.checkpoint_every = 1000  # 0: checkpoint only the last step
   c.keep_checkpoints = 3
   c.max_consecutive_skips = 20
   c.eval_batch_size = 1000
@@ -72,9 +71,10 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
   _choice(config, "dataset", data.DATASETS)
   _choice(config, "architecture", models.ARCHITECTURES)
   _choice(config, "likelihood", models.LIKELIHOODS)
-  _choice(config, "objective", objectives.OBJECTIVES)
-  _choice(config, "estimator", objectives.ESTIMATORS)
-  _choice(config, "parallel", PARALLEL_MODES)
+  _choice(config, "objective", tuple(estimators.OBJECTIVE_ESTIMATORS))
+  _choice(config, "estimator", estimators.OBJECTIVE_ESTIMATORS[config.objective])
+  _choice(config, "baseline", estimators.BASELINES)
+  _choice(config, "parallel", parallel.MODES)
   from vaejax.nets import ACTIVATIONS
   _choice(config, "activation", tuple(ACTIVATIONS))
   for key in ("latent_dim", "batch_size", "num_samples", "epochs", "eval_batch_size"):
@@ -97,5 +97,12 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
   if config.dynamic_binarization and config.dataset != "mnist":
     raise ConfigError("config.dynamic_binarization applies to dataset='mnist' only "
                       "(binarized_mnist is statically binarised)")
-  if config.objective == "ae" and config.estimator != "pathwise":
-    raise ConfigError("config.objective='ae' is deterministic; it takes estimator='pathwise'")
+  if config.beta != 1.0 and config.objective != "elbo":
+    raise ConfigError(f"config.beta={config.beta} weights the ELBO's KL; objective="
+                      f"{config.objective!r} has no beta")
+  if config.baseline != "none" and config.estimator != "score_function":
+    raise ConfigError(f"config.baseline={config.baseline!r} applies to estimator='score_function' only")
+  if config.estimator == "vimco" and config.num_samples < 2:
+    raise ConfigError("config.estimator='vimco' needs config.num_samples >= 2")
+  if not 0 <= config.baseline_decay < 1:
+    raise ConfigError(f"config.baseline_decay={config.baseline_decay!r} must be in [0, 1)")

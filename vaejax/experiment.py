@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 import os
 import time
-from typing import Any, Optional
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -18,7 +18,7 @@ import ml_collections
 import numpy as np
 import optax
 
-from vaejax import checkpoint, config as config_lib, data, evaluate, models, objectives
+from vaejax import checkpoint, config as config_lib, data, estimators, evaluate, models, objectives
 from vaejax import parallel, training, viz
 
 # Summary fields that are wall-clock measurements, so differ between identical runs.
@@ -41,20 +41,22 @@ def build_model(config, image_shape) -> models.VAE:
                          gaussian_scale=config.gaussian_scale)
 
 
-def build_objective(config, *, for_eval: bool = False):
+def build_estimator(config, *, for_eval: bool = False) -> estimators.Estimator:
   if for_eval:  # test metrics: the plain ELBO (and IWAE-K when trained on it), beta = 1
-    name = "iwae" if config.objective == "iwae" else "elbo"
-    return objectives.make_objective(name, num_samples=config.num_samples if name == "iwae" else 1)
-  return objectives.make_objective(config.objective, beta=config.beta,
-                                   num_samples=config.num_samples,
-                                   analytic_kl=config.analytic_kl, estimator=config.estimator)
+    if config.objective == "iwae":
+      return estimators.make_estimator("iwae", num_samples=config.num_samples)
+    return estimators.make_estimator("elbo")
+  return estimators.make_estimator(
+      config.objective, config.estimator, beta=config.beta, num_samples=config.num_samples,
+      analytic_kl=config.analytic_kl, baseline=config.baseline,
+      baseline_decay=config.baseline_decay)
 
 
-def build_optimizer(config) -> optax.GradientTransformation:
+def build_optimizer(config, estimator: estimators.Estimator) -> optax.GradientTransformation:
   adam = optax.adam(config.learning_rate)
   if config.grad_clip_norm > 0:
-    return optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
-  return adam
+    adam = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
+  return estimators.make_optimizer(adam, estimator)
 
 
 def load_data(config) -> tuple[data.Dataset, data.Dataset]:
@@ -87,8 +89,14 @@ def _truncate_metrics(path: str, last_step: int) -> None:
   """Drops logged lines past the step a resumed run restarts from."""
   if not os.path.exists(path):
     return
+  def keep(line: str) -> bool:
+    try:
+      return json.loads(line)["step"] <= last_step
+    except (ValueError, KeyError):  # a line cut short by a kill
+      return False
+
   with open(path) as f:
-    lines = [l for l in f if l.strip() and json.loads(l)["step"] <= last_step]
+    lines = [l for l in f if l.strip() and keep(l)]
   with open(path, "w") as f:
     f.writelines(lines)
 
@@ -114,52 +122,62 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   os.makedirs(workdir, exist_ok=True)
   train_set, test_set = load_data(config)
   model = build_model(config, train_set.images.shape[1:])
-  optimizer = build_optimizer(config)
+  estimator = build_estimator(config)
+  optimizer = build_optimizer(config, estimator)
+  # One root key split by purpose; init_key's fold_ins name the two minor purposes.
   init_key, train_key, data_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 4)
-  state = training.create_train_state(model.init(init_key), optimizer, key=train_key)
+  baseline_key, picture_key = jax.random.fold_in(init_key, 1), jax.random.fold_in(init_key, 2)
+  params = {**model.init(init_key), **estimator.init_params(baseline_key, model)}
+  state = training.create_train_state(params, optimizer, key=train_key)
 
   run_config = config_to_dict(config)
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                  max_to_keep=config.keep_checkpoints)
-  state = _restore_or_start(ckpt, state, run_config, workdir, allow_config_change, primary, log)
-  runner = parallel.make_runner(
-      config.parallel, loss_fn=objectives.make_batch_loss(model, build_objective(config)),
-      optimizer=optimizer,
-      preprocess=training.make_preprocess(train_set.max_value, config.dynamic_binarization),
-      batch_size=config.batch_size, max_consecutive_skips=config.max_consecutive_skips,
-      num_devices=config.num_devices)
-  state, timing, last_record = _train(config, runner, state, train_set, data_key, ckpt,
-                                      run_config, workdir, primary, log)
-  ckpt.close()
-  return _finish(config, model, state, test_set, eval_key, timing, last_record, workdir,
+  try:  # close orbax's background machinery on every exit, errors included
+    state = _restore_or_start(ckpt, state, run_config, workdir, allow_config_change, primary, log)
+    runner = parallel.make_runner(
+        config.parallel, loss_fn=objectives.make_batch_loss(model, estimator.per_example),
+        optimizer=optimizer,
+        preprocess=training.make_preprocess(train_set.max_value, config.dynamic_binarization),
+        batch_size=config.batch_size, max_consecutive_skips=config.max_consecutive_skips,
+        num_devices=config.num_devices)
+    state, timing, last_record = _train(config, runner, state, train_set, data_key, ckpt,
+                                        run_config, workdir, primary, log)
+  finally:
+    ckpt.close()
+  return _finish(config, model, state, test_set, (eval_key, picture_key), timing, last_record, workdir,
                  primary, log)
 
 
 def _restore_or_start(ckpt, state, run_config, workdir, allow_config_change, primary, log):
-  """The newest readable checkpoint's state (config checked), else `state`."""
+  """The newest readable checkpoint's state (config checked first), else `state`."""
   metrics_path = os.path.join(workdir, "metrics.jsonl")
-  restored = ckpt.restore_latest(state)
-  if restored is None:
-    if primary:
-      _truncate_metrics(metrics_path, -1)
-  else:
-    step, state, meta = restored
+
+  def check_config(meta: dict) -> None:
     saved = meta.get("config", {})
-    if saved != run_config and not allow_config_change:
-      changed = sorted(k for k in set(run_config) | set(saved) if run_config.get(k) != saved.get(k))
+    if saved == run_config:
+      return
+    changed = sorted(k for k in set(run_config) | set(saved) if run_config.get(k) != saved.get(k))
+    if not allow_config_change:
       raise RunError(f"{workdir} holds a checkpoint of a run with a different config "
                      f"(changed: {', '.join(changed)}); use a new --workdir or pass "
                      f"--allow_config_change to continue with the new config")
+    log(f"continuing with a changed config (changed: {', '.join(changed)})")
+
+  restored = ckpt.restore_latest(state, check_metadata=check_config)
+  step = -1
+  if restored is not None:
+    step, state, _ = restored
     log(f"resuming from checkpoint at step {step} in {workdir}")
-    if primary:
-      _truncate_metrics(metrics_path, step)
   if primary:
+    _truncate_metrics(metrics_path, step)
     _write_json_atomic(os.path.join(workdir, "config.json"), run_config)
   return state
 
 
 def _train(config, runner, state, train_set, data_key, ckpt, run_config, workdir, primary, log):
-  """The host loop: one dispatch per chunk, a host sync per logging point."""
+  """The host loop: one dispatch per chunk; chunks end at logging, checkpoint and
+  epoch boundaries, where the host syncs once."""
   steps_per_epoch = len(train_set) // config.batch_size
   total_steps = steps_per_epoch * config.epochs
   # Epoch permutations are made on the host: cheap, and identical in every process.
@@ -176,6 +194,7 @@ def _train(config, runner, state, train_set, data_key, ckpt, run_config, workdir
   runner.get_metrics(state.step)  # host sync: compile finished
   timing = {"compile_seconds": time.perf_counter() - t, "train_seconds": 0.0, "trained_steps": 0}
   perm_epoch, perm, record = -1, None, {}
+  pending = {"steps": 0, "seconds": 0.0, "sums": {}}  # metrics since the last logging point
   while step < total_steps:
     epoch, position = divmod(step, steps_per_epoch)
     if epoch != perm_epoch:
@@ -187,28 +206,29 @@ def _train(config, runner, state, train_set, data_key, ckpt, run_config, workdir
                     + ([config.steps_per_dispatch] if config.steps_per_dispatch else []))
     t = time.perf_counter()
     state, sums = chunk(state, train_images, perm, np.int32(position), np.int32(num_steps))
-    sums, counters = runner.get_metrics(  # host sync: logging point
+    sums, counters = runner.get_metrics(  # host sync: end of a chunk
         (sums, (state.step, state.skipped_total, state.skipped_consecutive)))
     seconds = time.perf_counter() - t
     new_step, skipped_total, skipped_consecutive = (int(c) for c in counters)
     num_steps, step = new_step - step, new_step  # fewer than asked if it diverged
     timing["train_seconds"] += seconds
     timing["trained_steps"] += num_steps
-    applied = num_steps - int(sums["skipped"])
-    means = {k: float(v) / applied if applied else None for k, v in sums.items() if k != "skipped"}
-    means["skipped"] = float(sums["skipped"]) / num_steps
-    record = {"step": step, "epoch": step / steps_per_epoch,
-              **{f"train/{k}": v for k, v in means.items()}, "skipped_total": skipped_total,
-              "examples_per_sec": num_steps * config.batch_size / max(seconds, 1e-9)}
+    pending["steps"] += num_steps
+    pending["seconds"] += seconds
+    for k, v in sums.items():
+      pending["sums"][k] = pending["sums"].get(k, 0.0) + float(v)
     diverged = skipped_consecutive >= config.max_consecutive_skips
-    if primary and config.log_every and (step % config.log_every == 0 or step == total_steps
-                                         or diverged):
-      with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
-        f.write(json.dumps(record) + "\n")
-      shown = " ".join(f"{k} {means[k]:.2f}" for k in ("loss", "recon", "kl")
-                       if means.get(k) is not None)
-      log(f"step {step}/{total_steps} epoch {record['epoch']:.2f} {shown or 'no update applied'}"
-          f" | skipped {skipped_total} | {record['examples_per_sec']:.0f} ex/s")
+    at_log_point = (step % config.log_every == 0) if config.log_every else False
+    if at_log_point or step == total_steps or diverged:
+      record = _metrics_record(pending, step, steps_per_epoch, skipped_total, config.batch_size)
+      pending = {"steps": 0, "seconds": 0.0, "sums": {}}
+      if primary:
+        with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
+          f.write(json.dumps(record) + "\n")
+        shown = " ".join(f"{k} {record['train/' + k]:.2f}" for k in ("loss", "recon", "kl")
+                         if record.get("train/" + k) is not None)
+        log(f"step {step}/{total_steps} epoch {record['epoch']:.2f} {shown or 'no update applied'}"
+            f" | skipped {skipped_total} | {record['examples_per_sec']:.0f} ex/s")
     if diverged:
       raise RunError(f"stopping at step {step}: {skipped_consecutive} consecutive updates had a "
                      f"non-finite loss, gradient or result and were skipped (try a lower "
@@ -223,12 +243,24 @@ def _train(config, runner, state, train_set, data_key, ckpt, run_config, workdir
   return runner.get_state(state), timing, record
 
 
-def _finish(config, model, state, test_set, eval_key, timing, record, workdir, primary, log):
+def _metrics_record(pending, step, steps_per_epoch, skipped_total, batch_size) -> dict:
+  """One metrics.jsonl line: means over the applied steps since the last logging point."""
+  sums, steps = pending["sums"], pending["steps"]
+  applied = steps - int(sums.get("skipped", 0))
+  means = {k: v / applied if applied else None for k, v in sums.items() if k != "skipped"}
+  means["skipped"] = sums.get("skipped", 0) / steps if steps else 0.0
+  return {"step": step, "epoch": step / steps_per_epoch,
+          **{f"train/{k}": v for k, v in means.items()}, "skipped_total": skipped_total,
+          "examples_per_sec": steps * batch_size / max(pending["seconds"], 1e-9)}
+
+
+def _finish(config, model, state, test_set, keys, timing, record, workdir, primary, log):
   """Test metrics, pictures and summary.json from the final host-side state."""
+  eval_key, picture_key = keys
   t = time.perf_counter()
   test_images = _eval_images(test_set)
   test_metrics = evaluate.evaluate_dataset(
-      model, build_objective(config, for_eval=True), state.params, test_images, key=eval_key,
+      model, build_estimator(config, for_eval=True).per_example, state.params, test_images, key=eval_key,
       batch_size=min(config.eval_batch_size, len(test_set)))
   test_metrics = {k: float(v) for k, v in jax.device_get(test_metrics).items()}  # host sync: summary
   test_metrics.pop("loss", None)
@@ -244,7 +276,7 @@ def _finish(config, model, state, test_set, eval_key, timing, record, workdir, p
       **timing, "eval_seconds": time.perf_counter() - t,
   }
   if primary:
-    _write_pictures(config, model, state.params, test_images, workdir, jax.random.fold_in(eval_key, 1))
+    _write_pictures(config, model, state.params, test_images, workdir, picture_key)
     _write_json_atomic(os.path.join(workdir, "summary.json"), summary)
   log(f"test neg_elbo {test_metrics['neg_elbo']:.2f} nats | summary in {workdir}/summary.json")
   return summary

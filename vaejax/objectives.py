@@ -3,8 +3,8 @@
 `sample_terms` draws K reparameterised samples z_k ~ q(z|x) and returns the
 per-sample terms log p(x|z_k), log q(z_k|x), log p(z_k) ([K] each) plus the
 closed-form KL. The bounds below reduce those terms; `make_batch_loss` vmaps
-a per-example objective over a batch and averages (the only reduction over
-examples). Every objective is maximised; losses are their negatives.
+a per-example estimator (`vaejax.estimators`) over a batch and averages (the
+only reduction over examples). Bounds are maximised; losses are negatives.
 """
 from __future__ import annotations
 
@@ -17,8 +17,6 @@ import jax.numpy as jnp
 from vaejax import distributions
 from vaejax.models import VAE, Params
 
-OBJECTIVES = ("elbo", "iwae", "ae")
-ESTIMATORS = ("pathwise", "stl")
 Metrics = dict[str, jax.Array]
 PerExampleObjective = Callable[..., tuple[jax.Array, Metrics]]
 
@@ -30,22 +28,28 @@ class ElboTerms(NamedTuple):
   kl: jax.Array        # [] closed-form KL(q(z|x) || p(z))
 
 
-def sample_terms(model: VAE, params: Params, x: jax.Array, *, key: jax.Array,
-                 num_samples: int = 1, stop_grad_q: bool = False) -> ElboTerms:
-  """K-sample terms for one example x [H, W, C].
+def draw(q: distributions.DiagGaussian, *, key: jax.Array, num_samples: int) -> jax.Array:
+  """K reparameterised samples z_k = mu + sigma * eps_k: [K, D]."""
+  return jax.vmap(lambda k: q.sample(key=k))(jax.random.split(key, num_samples))
 
-  stop_grad_q: evaluate log q(z|x) with the variational parameters held fixed
-    (the "sticking the landing" estimator): the pathwise dependence through z
-    stays, the score term, zero in expectation, is dropped.
+
+def log_terms(model: VAE, params: Params, x: jax.Array, z: jax.Array,
+              q: distributions.DiagGaussian) -> tuple[jax.Array, jax.Array, jax.Array]:
+  """log p(x|z_k), log q(z_k|x), log p(z_k) for one example and z [K, D]: [K] each.
+
+  `q` is passed in so that estimators can evaluate log q with their own
+  stop-gradients (on z, or on the variational parameters).
   """
-  q = model.posterior(params, x)
-  z = jax.vmap(lambda k: q.sample(key=k))(jax.random.split(key, num_samples))  # [K, D]
-  q_for_density = jax.tree_util.tree_map(jax.lax.stop_gradient, q) if stop_grad_q else q
   log_px_z = jax.vmap(model.log_likelihood, in_axes=(None, None, 0))(params, x, z)
-  return ElboTerms(log_px_z=log_px_z,
-                   log_qz_x=jax.vmap(q_for_density.log_prob)(z),
-                   log_pz=jax.vmap(model.prior().log_prob)(z),
-                   kl=q.kl_to_standard_normal())
+  return log_px_z, jax.vmap(q.log_prob)(z), jax.vmap(model.prior().log_prob)(z)
+
+
+def sample_terms(model: VAE, params: Params, x: jax.Array, *, key: jax.Array,
+                 num_samples: int = 1) -> ElboTerms:
+  """K-sample terms for one example x [H, W, C], all differentiable (pathwise)."""
+  q = model.posterior(params, x)
+  z = draw(q, key=key, num_samples=num_samples)
+  return ElboTerms(*log_terms(model, params, x, z, q), kl=q.kl_to_standard_normal())
 
 
 def elbo_bound(terms: ElboTerms, *, beta: float = 1.0, analytic_kl: bool = True) -> jax.Array:
@@ -57,44 +61,14 @@ def elbo_bound(terms: ElboTerms, *, beta: float = 1.0, analytic_kl: bool = True)
   return jnp.mean(terms.log_px_z) - beta * kl
 
 
-def iwae_bound(terms: ElboTerms) -> jax.Array:
-  """log (1/K) sum_k p(x, z_k) / q(z_k|x): equals the ELBO (Monte-Carlo KL) at K = 1."""
-  log_w = terms.log_px_z + terms.log_pz - terms.log_qz_x
+def log_mean_exp(log_w: jax.Array) -> jax.Array:
+  """log (1/K) sum_k exp(log_w_k) for log_w [K], computed stably."""
   return jax.nn.logsumexp(log_w) - math.log(log_w.shape[0])
 
 
-def make_objective(name: str, *, beta: float = 1.0, num_samples: int = 1,
-                   analytic_kl: bool = True, estimator: str = "pathwise") -> PerExampleObjective:
-  """Returns objective(model, params, x, *, key) -> (value to maximise, metrics).
-
-  name: 'elbo' (beta-weighted), 'iwae' (K-sample bound) or 'ae' (deterministic
-  autoencoder: z = posterior mean, value log p(x|z)). estimator: 'pathwise'
-  (reparameterisation) or 'stl' (sticking the landing; forces a Monte-Carlo KL).
-  Metrics are per-example scalars in nats.
-  """
-  if name not in OBJECTIVES:
-    raise ValueError(f"unknown objective {name!r}; valid: {list(OBJECTIVES)}")
-  if estimator not in ESTIMATORS:
-    raise ValueError(f"unknown estimator {estimator!r}; valid: {list(ESTIMATORS)}")
-  stl = estimator == "stl"
-
-  def objective(model: VAE, params: Params, x: jax.Array, *, key: jax.Array):
-    if name == "ae":
-      recon = -model.log_likelihood(params, x, model.posterior(params, x).mean)
-      return -recon, {"loss": recon, "recon": recon}
-    terms = sample_terms(model, params, x, key=key, num_samples=num_samples, stop_grad_q=stl)
-    # Reported metrics use the analytic KL and beta = 1 so runs compare in nats.
-    recon = -jnp.mean(terms.log_px_z)
-    metrics = {"recon": recon, "kl": terms.kl, "neg_elbo": recon + terms.kl}
-    if name == "elbo":
-      value = elbo_bound(terms, beta=beta, analytic_kl=analytic_kl and not stl)
-    else:
-      value = iwae_bound(terms)
-      metrics["neg_iwae"] = -value
-    metrics["loss"] = -value
-    return value, metrics
-
-  return objective
+def iwae_bound(terms: ElboTerms) -> jax.Array:
+  """log (1/K) sum_k p(x, z_k) / q(z_k|x): equals the ELBO (Monte-Carlo KL) at K = 1."""
+  return log_mean_exp(terms.log_px_z + terms.log_pz - terms.log_qz_x)
 
 
 def example_keys(key: jax.Array, num_examples: int, offset: jax.Array | int = 0) -> jax.Array:
@@ -104,19 +78,21 @@ def example_keys(key: jax.Array, num_examples: int, offset: jax.Array | int = 0)
   return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, idx)
 
 
-def make_batch_loss(model: VAE, objective: PerExampleObjective):
-  """loss(params, batch, *, key, example_offset=0) -> (mean loss, mean metrics).
+def make_batch_loss(model: VAE, per_example: PerExampleObjective):
+  """loss(params, batch, *, key, example_offset=0) -> (-mean surrogate, mean metrics).
 
-  batch: [B, H, W, C] float in [0, 1]. The objective is vmapped over examples;
-  the mean over the batch is the one reduction.
+  per_example(model, params, x, *, key) -> (surrogate, metrics) is an estimator
+  (`vaejax.estimators`); the gradient of the returned loss is minus its batch
+  mean. batch: [B, H, W, C] float in [0, 1]. The estimator is vmapped over
+  examples; the mean over the batch is the one reduction. metrics["loss"] is
+  minus the bound itself, whatever the surrogate.
   """
-  def per_example(params, x, key):
-    return objective(model, params, x, key=key)
+  def one(params, x, key):
+    return per_example(model, params, x, key=key)
 
   def loss(params: Params, batch: jax.Array, *, key: jax.Array, example_offset=0):
     keys = example_keys(key, batch.shape[0], example_offset)
-    _, metrics = jax.vmap(per_example, in_axes=(None, 0, 0))(params, batch, keys)
-    metrics = jax.tree_util.tree_map(jnp.mean, metrics)
-    return metrics["loss"], metrics
+    surrogate, metrics = jax.vmap(one, in_axes=(None, 0, 0))(params, batch, keys)
+    return -jnp.mean(surrogate), jax.tree_util.tree_map(jnp.mean, metrics)
 
   return loss

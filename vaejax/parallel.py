@@ -73,6 +73,8 @@ def initialize_distributed(coordinator_address: Optional[str] = None,
     raise DistributedError("a multi-process run needs a coordinator address and a process id "
                      "(--coordinator_address/--process_id or VAEJAX_COORDINATOR_ADDRESS/"
                      "VAEJAX_PROCESS_ID)")
+  if not 0 <= process_id < num_processes:
+    raise DistributedError(f"process id {process_id} is outside [0, {num_processes})")
   jax.config.update("jax_cpu_collectives_implementation", "gloo")
   jax.distributed.initialize(coordinator_address, num_processes=num_processes,
                              process_id=process_id, initialization_timeout=120)

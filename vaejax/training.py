@@ -2,8 +2,8 @@
 
 One jitted call runs a whole chunk of steps on device: batches are gathered
 from a data set that lives on device as uint8, converted per batch, and the
-state is donated. Metrics are summed on device; the host reads them only at
-logging points.
+state is donated. Metrics are summed on device; the host reads them once per
+chunk.
 """
 from __future__ import annotations
 

@@ -1,0 +1,263 @@
+"""Compare gradient estimators on a binarized-MNIST VAE.
+
+  python experiments/compare_estimators.py --config experiments/configs/snr_vs_k.py \
+      --workdir DIR --config.data_dir=../shared/data [--config.key=value ...]
+
+config.mode = "snr_vs_k": gradient SNR and variance of each estimator for each K
+at fixed params (at init, and after config.train_steps of ELBO training).
+config.mode = "curves": the same model trained with each estimator for a fixed
+budget; test bounds vs steps and wall-clock, gradient variance at each point.
+Writes summary.json, table.md and PNG plots into DIR.
+"""
+import json
+import os
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags, logging  # noqa: E402
+from ml_collections import config_flags  # noqa: E402
+
+_CONFIG = config_flags.DEFINE_config_file("config", None, "Path to an ml_collections config file.")
+_WORKDIR = flags.DEFINE_string("workdir", None, "Folder for summary.json, table.md and plots.")
+flags.mark_flags_as_required(["config", "workdir"])
+
+
+def parse_spec(spec: str):
+  """'elbo/score_function:learned' -> ('elbo', 'score_function', 'learned')."""
+  objective, rest = spec.split("/")
+  estimator, _, baseline = rest.partition(":")
+  return objective, estimator, baseline or "none"
+
+
+def spec_name(spec: str) -> str:
+  from vaejax import estimators
+  objective, estimator, baseline = parse_spec(spec)
+  name = estimators.display_name(objective, estimator)
+  return name if objective != "elbo" else f"elbo_{name}" + (f"_{baseline}" if baseline != "none" else "")
+
+
+def build(config, spec: str, num_samples: int):
+  from vaejax import estimators
+  objective, estimator, baseline = parse_spec(spec)
+  return estimators.make_estimator(objective, estimator, num_samples=num_samples,
+                                   baseline=baseline, beta=config.beta,
+                                   analytic_kl=config.analytic_kl)
+
+
+def grad_function(model, est, batch):
+  """grad_fn(params, *, key): one gradient estimate of the mean loss on `batch`."""
+  import jax
+  from vaejax import objectives
+  loss_fn = objectives.make_batch_loss(model, est.per_example)
+  return lambda params, *, key: jax.grad(lambda p: loss_fn(p, batch, key=key)[0])(params)
+
+
+def train(config, model, est, params, train_images, *, steps, key, on_chunk=None, chunk_steps=None):
+  """Trains `steps` steps with the on-device runner; on_chunk(step, params, seconds)."""
+  import jax
+  import numpy as np
+  from vaejax import estimators, objectives, parallel, training
+  import optax
+  optimizer = estimators.make_optimizer(optax.adam(config.learning_rate), est)
+  runner = parallel.make_runner("none", loss_fn=objectives.make_batch_loss(model, est.per_example),
+                                optimizer=optimizer, preprocess=training.make_preprocess(1, False),
+                                batch_size=config.batch_size, max_consecutive_skips=50)
+  state_key, data_key = jax.random.split(key)
+  state = runner.put_state(training.create_train_state(params, optimizer, key=state_key))
+  data = runner.put_data(train_images)
+  per_epoch = len(train_images) // config.batch_size
+  chunk_steps = chunk_steps or steps
+  state, _ = runner.chunk(state, data, runner.put_data(np.arange(len(train_images))),
+                          np.int32(0), np.int32(0))  # compile outside the timings
+  step, seconds = 0, 0.0
+  while step < steps:
+    epoch, position = divmod(step, per_epoch)
+    n = min(chunk_steps - step % chunk_steps, per_epoch - position, steps - step)
+    perm = runner.put_data(np.asarray(jax.random.permutation(jax.random.fold_in(data_key, epoch),
+                                                             len(train_images))))
+    t = time.perf_counter()
+    state, _ = runner.chunk(state, data, perm, np.int32(position), np.int32(n))
+    ran = int(state.step) - step  # host sync: timing, and fewer steps if it diverged
+    seconds += time.perf_counter() - t
+    step += ran
+    if ran < n:
+      raise RuntimeError(f"{est.name} diverged at step {step}: 50 consecutive non-finite updates")
+    if on_chunk is not None and (step % chunk_steps == 0 or step == steps):
+      on_chunk(step, runner.get_state(state).params, seconds)
+  return runner.get_state(state).params
+
+
+def snr_vs_k(config, model, train_set, test_set, key):
+  import jax
+  import jax.numpy as jnp
+  from vaejax import diagnostics, estimators
+  batch = jnp.asarray(test_set.images[:: len(test_set) // config.snr_examples][:config.snr_examples],
+                      jnp.float32) / test_set.max_value
+  init_key, baseline_key, train_key, draw_key = jax.random.split(key, 4)
+  checkpoints = {"init": model.init(init_key)}
+  if config.train_steps:
+    t = time.perf_counter()
+    trainer = build(config, config.train_estimator, config.train_num_samples)
+    start = {**checkpoints["init"], **trainer.init_params(baseline_key, model)}
+    checkpoints["trained"] = train(config, model, trainer, start, train_set.images,
+                                   steps=config.train_steps, key=train_key)
+    logging.warning("trained %d steps of %s in %.1f s", config.train_steps, trainer.name,
+                    time.perf_counter() - t)
+  summary = {ckpt: {"snr": {}, "variance": {}} for ckpt in checkpoints}
+  for spec in config.estimators:
+    name = spec_name(spec)
+    for k in config.ks:
+      est = build(config, spec, k)
+      grad_fn = grad_function(model, est, batch)  # one compile serves every checkpoint
+      for ckpt, params in checkpoints.items():
+        out = summary[ckpt]
+        t = time.perf_counter()
+        stats = diagnostics.gradient_statistics(
+            grad_fn, {**params, **est.init_params(baseline_key, model)},
+            key=jax.random.fold_in(draw_key, k), num_draws=config.num_draws,
+            groups=("encoder", "decoder"))
+        for metric in ("snr", "variance"):
+          for group in ("encoder", "decoder"):
+            out[metric].setdefault(name, {}).setdefault(group, {})[str(k)] = stats[group][metric]
+        print(f"{ckpt:8s} {name:24s} K={k:3d} SNR enc {stats['encoder']['snr']:.4f} "
+              f"dec {stats['decoder']['snr']:.4f} | var enc {stats['encoder']['variance']:.3e} "
+              f"dec {stats['decoder']['variance']:.3e} ({time.perf_counter() - t:.1f} s)", flush=True)
+  return summary
+
+
+def curves(config, model, train_set, test_set, key):
+  import jax
+  import jax.numpy as jnp
+  from vaejax import diagnostics, estimators, evaluate
+  init_key, train_key, eval_key, draw_key = jax.random.split(key, 4)
+  test_images = jnp.asarray(test_set.images, jnp.float32) / test_set.max_value
+  batch = test_images[:: len(test_set) // config.snr_examples][:config.snr_examples]
+  bounds = {"elbo": estimators.make_estimator("elbo").per_example,
+            "iwae": estimators.make_estimator("iwae", num_samples=config.num_samples).per_example}
+  rows = []
+  for spec in config.estimators:
+    objective = parse_spec(spec)[0]
+    est = build(config, spec, config.num_samples if objective == "iwae" else 1)
+    name = spec_name(spec)
+    params = {**model.init(init_key), **est.init_params(jax.random.fold_in(init_key, 1), model)}
+    grad_fn = grad_function(model, est, batch)
+
+    def record(step, params, seconds, name=name, grad_fn=grad_fn):
+      row = {"estimator": name, "step": step, "train_seconds": seconds}
+      for bound, fn in bounds.items():
+        m = evaluate.evaluate_dataset(model, fn, params, test_images, key=eval_key,
+                                      batch_size=min(500, len(test_images)))
+        row[f"test_neg_{bound}"] = float(m["neg_iwae" if bound == "iwae" else "neg_elbo"])
+      if config.variance_draws:
+        stats = diagnostics.gradient_statistics(grad_fn, params, key=draw_key,
+                                                num_draws=config.variance_draws,
+                                                groups=("encoder", "decoder"))
+        row.update({f"{g}_variance": stats[g]["variance"] for g in ("encoder", "decoder")})
+        row.update({f"{g}_snr": stats[g]["snr"] for g in ("encoder", "decoder")})
+      rows.append(row)
+      print(" ".join(f"{k} {v:.4g}" if isinstance(v, float) else f"{k} {v}" for k, v in row.items()),
+            flush=True)
+
+    record(0, params, 0.0)
+    train(config, model, est, params, train_set.images, steps=config.train_steps, key=train_key,
+          on_chunk=record, chunk_steps=config.eval_every)
+  return {"rows": rows}
+
+
+def write_snr_outputs(summary, workdir, config):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  lines = []
+  for ckpt, out in summary.items():
+    lines += [f"## {ckpt}", "", "| estimator | group | " + " | ".join(f"SNR K={k}" for k in config.ks)
+              + " | " + " | ".join(f"var K={k}" for k in config.ks) + " |",
+              "|---|---|" + "---|" * (2 * len(config.ks))]
+    for name, groups in out["snr"].items():
+      for group in ("encoder", "decoder"):
+        snr = " | ".join(f"{groups[group][str(k)]:.4f}" for k in config.ks)
+        var = " | ".join(f"{out['variance'][name][group][str(k)]:.3e}" for k in config.ks)
+        lines.append(f"| {name} | {group} | {snr} | {var} |")
+    lines.append("")
+    fig, axes = plt.subplots(1, 2, figsize=(10, 4))
+    for ax, group in zip(axes, ("encoder", "decoder")):
+      for name, groups in out["snr"].items():
+        ax.plot(config.ks, [groups[group][str(k)] for k in config.ks], marker="o", label=name)
+      ax.set(xscale="log", yscale="log", xlabel="K", ylabel="SNR", title=f"{group} ({ckpt})")
+    axes[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(os.path.join(workdir, f"snr_vs_k_{ckpt}.png"), dpi=100)
+    plt.close(fig)
+  with open(os.path.join(workdir, "table.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def write_curve_outputs(summary, workdir):
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  rows = summary["rows"]
+  names = list(dict.fromkeys(r["estimator"] for r in rows))
+  fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+  for name in names:
+    rs = [r for r in rows if r["estimator"] == name]
+    for ax, x in zip(axes, ("step", "train_seconds")):
+      ax.plot([r[x] for r in rs], [r["test_neg_iwae"] for r in rs], marker=".", label=name)
+  for ax, x in zip(axes, ("steps", "training seconds")):
+    ax.set(xlabel=x, ylabel="test -IWAE bound (nats)", yscale="log")
+  axes[0].legend(fontsize=7)
+  fig.tight_layout()
+  fig.savefig(os.path.join(workdir, "curves.png"), dpi=100)
+  plt.close(fig)
+  lines = ["| estimator | steps | train s | test -ELBO | test -IWAE | enc var | dec var |",
+           "|---|---|---|---|---|---|---|"]
+  for name in names:
+    r = [r for r in rows if r["estimator"] == name][-1]
+    lines.append(f"| {name} | {r['step']} | {r['train_seconds']:.1f} | {r['test_neg_elbo']:.2f} | "
+                 f"{r['test_neg_iwae']:.2f} | {r.get('encoder_variance', float('nan')):.3e} | "
+                 f"{r.get('decoder_variance', float('nan')):.3e} |")
+  with open(os.path.join(workdir, "table.md"), "w") as f:
+    f.write("\n".join(lines) + "\n")
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)
+  import datetime
+  import jax
+  from vaejax import config as config_lib, data, experiment
+  config = _CONFIG.value
+  try:
+    config_lib.validate(config)
+    if config.mode not in ("snr_vs_k", "curves"):
+      raise config_lib.ConfigError(f"config.mode={config.mode!r}; choose 'snr_vs_k' or 'curves'")
+    for spec in config.estimators:
+      build(config, spec, 2)  # every name checked before anything runs
+    train_set, test_set = experiment.load_data(config)
+  except (ValueError, data.DataError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  workdir = _WORKDIR.value
+  os.makedirs(workdir, exist_ok=True)
+  model = experiment.build_model(config, train_set.images.shape[1:])
+  key = jax.random.PRNGKey(config.seed)
+  t = time.perf_counter()
+  if config.mode == "snr_vs_k":
+    summary = snr_vs_k(config, model, train_set, test_set, key)
+    write_snr_outputs(summary, workdir, config)
+  else:
+    summary = curves(config, model, train_set, test_set, key)
+    write_curve_outputs(summary, workdir)
+  summary["meta"] = {"config": json.loads(config.to_json()), "seconds": time.perf_counter() - t,
+                     "date": datetime.date.today().isoformat(), "jax": jax.__version__,
+                     "backend": jax.default_backend(), "cpu_count": os.cpu_count()}
+  with open(os.path.join(workdir, "summary.json"), "w") as f:
+    json.dump(summary, f, indent=2)
+  print(f"wrote {workdir}/summary.json, table.md and plots", flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)
