@@ -10,10 +10,7 @@ all-reduce. Modes are interleaved, medians reported.
       python benchmarks/dispatch_overhead.py --out benchmarks/results/cpu-2core
 """
 import argparse
-import datetime
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -25,6 +22,8 @@ import numpy as np  # noqa: E402
 import optax  # noqa: E402
 
 from vaejax import estimators, models, objectives, parallel, training  # noqa: E402
+
+import common  # noqa: E402  (benchmarks/common.py)
 
 
 def main():
@@ -76,24 +75,14 @@ def main():
   rows = [{"parallel": m, "devices": runs[m]["runner"].num_devices, "steps_per_dispatch": k,
            "median_us_per_step": 1e6 * statistics.median(v), "us_per_step": [1e6 * x for x in v]}
           for (m, k), v in times.items()]
-  result = {"benchmark": "dispatch_overhead", "date": datetime.date.today().isoformat(),
-            "batch_size": args.batch_size, "model": "8x8 input, 16 hidden, 2 latent (compute ~0)",
-            "machine": {"platform": platform.platform(), "cpu_count": os.cpu_count(),
-                        "jax": jax.__version__, "backend": jax.default_backend(),
-                        "device_count": jax.device_count(),
-                        "xla_flags": os.environ.get("XLA_FLAGS", "")}, "rows": rows}
-  os.makedirs(args.out, exist_ok=True)
-  with open(os.path.join(args.out, "dispatch_overhead.json"), "w") as f:
-    json.dump(result, f, indent=2)
   lines = ["| parallel | devices | steps/dispatch | median us/step |", "|---|---|---|---|"]
   lines += [f"| {r['parallel']} | {r['devices']} | {r['steps_per_dispatch']} | "
             f"{r['median_us_per_step']:.0f} |" for r in rows]
-  lines.append(f"\n{result['date']}, {jax.default_backend()}, {jax.device_count()} devices, "
-               f"{os.cpu_count()} cores, jax {jax.__version__}, median of {args.repeats}")
-  with open(os.path.join(args.out, "dispatch_overhead.md"), "w") as f:
-    f.write("\n".join(lines) + "\n")
-  print("\n".join(lines))
-
+  lines.append(f"\n{common.machine()['date']}, {jax.default_backend()}, {jax.device_count()} "
+               f"devices, {os.cpu_count()} cores, jax {jax.__version__}, median of {args.repeats}")
+  common.write(args.out, "dispatch_overhead", {
+      "batch_size": args.batch_size, "model": "8x8 input, 16 hidden, 2 latent (compute ~0)",
+      "rows": rows}, lines)
 
 if __name__ == "__main__":
   main()

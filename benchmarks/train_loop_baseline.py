@@ -11,10 +11,7 @@ both alike.
   python benchmarks/train_loop_baseline.py --data_dir ../shared/data --out DIR
 """
 import argparse
-import datetime
-import json
 import os
-import platform
 import statistics
 import sys
 import time
@@ -26,6 +23,8 @@ import jax.numpy as jnp  # noqa: E402
 import numpy as np  # noqa: E402
 
 from vaejax import data, experiment, objectives, training  # noqa: E402
+
+import common  # noqa: E402  (benchmarks/common.py)
 
 
 def main():
@@ -88,24 +87,13 @@ def main():
            "examples_per_sec": examples / statistics.median(s), "epoch_seconds": s}
           for name, s in seconds.items()]
   ratio = rows[1]["examples_per_sec"] / rows[0]["examples_per_sec"]
-  result = {"benchmark": "train_loop_baseline", "config": "vae_flax_reference",
-            "date": datetime.date.today().isoformat(),
-            "machine": {"platform": platform.platform(), "processor": platform.processor(),
-                        "cpu_count": os.cpu_count(), "jax": jax.__version__,
-                        "devices": [str(d) for d in jax.devices()]},
-            "rows": rows, "speedup_vaejax_over_naive": ratio}
-  os.makedirs(args.out, exist_ok=True)
-  with open(os.path.join(args.out, "train_loop_baseline.json"), "w") as f:
-    json.dump(result, f, indent=2)
   table = ["| impl | batch | median epoch s | examples/s |", "|---|---|---|---|"]
   table += [f"| {r['impl']} | {r['batch_size']} | {r['median_epoch_seconds']:.3f} | "
             f"{r['examples_per_sec']:.0f} |" for r in rows]
   table.append(f"\nvaejax / naive: {ratio:.2f}x (median of {args.repeats} alternating epochs, "
-               f"{result['date']}, {jax.devices()[0].platform}, {os.cpu_count()} cores)")
-  with open(os.path.join(args.out, "train_loop_baseline.md"), "w") as f:
-    f.write("\n".join(table) + "\n")
-  print("\n".join(table))
-
+               f"{common.machine()['date']}, {jax.default_backend()}, {os.cpu_count()} cores)")
+  common.write(args.out, "train_loop_baseline", {"config": "vae_flax_reference", "rows": rows,
+                                                 "speedup_vaejax_over_naive": ratio}, table)
 
 if __name__ == "__main__":
   main()

@@ -54,6 +54,24 @@ def grad_function(model, est, batch):
   return lambda params, *, key: jax.grad(lambda p: loss_fn(p, batch, key=key)[0])(params)
 
 
+def effective_sample_size(model, params, batch, *, key, num_samples, draws=32):
+  """Mean importance-sampling ESS (sum w)^2 / sum w^2 of K samples from q(z|x), over
+  the examples of `batch` and `draws` independent draws: between 1 and K."""
+  import jax
+  from vaejax import objectives
+
+  def one(x, k):
+    q = model.posterior(params, x)
+    z = objectives.draw(q, key=k, num_samples=num_samples)
+    log_px_z, log_qz, log_pz = objectives.log_terms(model, params, x, z, q)
+    log_w = log_px_z + log_pz - log_qz
+    return jax.numpy.exp(2 * jax.nn.logsumexp(log_w) - jax.nn.logsumexp(2 * log_w))
+
+  keys = jax.random.split(key, draws * batch.shape[0]).reshape(draws, batch.shape[0], -1)
+  ess = jax.jit(jax.vmap(jax.vmap(one)))(jax.numpy.broadcast_to(batch, (draws,) + batch.shape), keys)
+  return float(ess.mean())  # host sync: one number per checkpoint and K
+
+
 def train(config, model, est, params, train_images, *, steps, key, on_chunk=None, chunk_steps=None):
   """Trains `steps` steps with the on-device runner; on_chunk(step, params, seconds)."""
   import jax
@@ -105,7 +123,12 @@ def snr_vs_k(config, model, train_set, test_set, key):
                                    steps=config.train_steps, key=train_key)
     logging.warning("trained %d steps of %s in %.1f s", config.train_steps, trainer.name,
                     time.perf_counter() - t)
-  summary = {ckpt: {"snr": {}, "variance": {}} for ckpt in checkpoints}
+  summary = {ckpt: {"snr": {}, "variance": {}, "ess": {}} for ckpt in checkpoints}
+  for ckpt, params in checkpoints.items():  # how evenly the importance weights spread
+    for k in config.ks:
+      summary[ckpt]["ess"][str(k)] = effective_sample_size(
+          model, params, batch, key=jax.random.fold_in(draw_key, 10_000 + k), num_samples=k)
+    print(f"{ckpt:8s} importance-sampling ESS by K: {summary[ckpt]['ess']}", flush=True)
   for spec in config.estimators:
     name = spec_name(spec)
     for k in config.ks:
@@ -180,7 +203,8 @@ def write_snr_outputs(summary, workdir, config):
         snr = " | ".join(f"{groups[group][str(k)]:.4f}" for k in config.ks)
         var = " | ".join(f"{out['variance'][name][group][str(k)]:.3e}" for k in config.ks)
         lines.append(f"| {name} | {group} | {snr} | {var} |")
-    lines.append("")
+    lines += ["", "Importance-sampling ESS of K samples from q (mean over the minibatch): "
+              + ", ".join(f"K={k}: {out['ess'][str(k)]:.2f}" for k in config.ks), ""]
     fig, axes = plt.subplots(1, 2, figsize=(10, 4))
     for ax, group in zip(axes, ("encoder", "decoder")):
       for name, groups in out["snr"].items():

@@ -96,3 +96,10 @@ def test_unknown_dataset_and_split():
 def test_check_images_names_the_problem(images, match):
   with pytest.raises(data.DataError, match=match):
     data.check_images(images, what="test data", binary=True)
+
+
+def test_spread_subset_of_the_sorted_test_split_is_class_balanced(data_dir):
+  test = data.load("binarized_mnist", "test", data_dir, download=False)
+  counts = np.bincount(test.spread(1000).labels, minlength=10)
+  assert counts.min() >= 85 and counts.max() <= 115, counts
+  assert np.bincount(test.take(1000).labels).tolist() == [980, 20]  # why take() is wrong here

@@ -6,6 +6,9 @@ raises ConfigError with a message naming the key and the valid choices.
 """
 from __future__ import annotations
 
+import importlib.util
+import os
+
 import ml_collections
 
 from vaejax import data, estimators, models, parallel
@@ -54,6 +57,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_batch_size = 1000
   c.num_image_samples = 64
   return c
+
+
+def load_config_file(path: str) -> ml_collections.ConfigDict:
+  """The get_config() of another config file: lets a smoke config start from its full one."""
+  spec = importlib.util.spec_from_file_location(os.path.basename(path).removesuffix(".py"), path)
+  module = importlib.util.module_from_spec(spec)
+  spec.loader.exec_module(module)
+  return module.get_config()
 
 
 def _choice(config, key, valid):

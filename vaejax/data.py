@@ -55,8 +55,17 @@ class Dataset:
     return int(self.images.shape[0])
 
   def take(self, n: int) -> "Dataset":
-    labels = None if self.labels is None else self.labels[:n]
-    return Dataset(self.images[:n], labels, self.max_value)
+    """The first n examples (for shuffled splits such as the training sets)."""
+    return self.select(np.arange(min(n, len(self))))
+
+  def spread(self, n: int) -> "Dataset":
+    """n evenly spaced examples: a class-balanced subset of a split stored sorted
+    by class (the binarized-MNIST test split)."""
+    return self.select(np.linspace(0, len(self) - 1, min(n, len(self))).round().astype(int))
+
+  def select(self, index: np.ndarray) -> "Dataset":
+    labels = None if self.labels is None else self.labels[index]
+    return Dataset(self.images[index], labels, self.max_value)
 
 
 def resolve_data_dir(data_dir: Optional[str]) -> Optional[str]:

@@ -1,13 +1,21 @@
-"""Evaluation of trained models over whole data sets kept on device."""
+"""Evaluation of trained models over whole data sets kept on device.
+
+`evaluate_dataset` averages any estimator's metrics (ELBO, IWAE-K) over a data
+set; `importance_log_likelihood` estimates log p(x) per example with k
+importance samples from q(z|x) (k = 5000 is the literature's standard), in
+chunks of samples so memory stays bounded; `latent_statistics` gives the
+active units (Burda et al. 2015) and the KL per latent dimension.
+"""
 from __future__ import annotations
 
 import functools
+import math
 
 import jax
 import jax.numpy as jnp
 
 from vaejax.models import VAE, Params
-from vaejax.objectives import Metrics, PerExampleObjective, example_keys
+from vaejax.objectives import Metrics, PerExampleObjective, example_keys, log_terms
 
 
 @functools.partial(jax.jit, static_argnames=("model", "objective", "batch_size"))
@@ -19,11 +27,8 @@ def evaluate_dataset(model: VAE, objective: PerExampleObjective, params: Params,
   (padded, padding masked out) so memory stays bounded and one compile serves.
   """
   n = images.shape[0]
-  num_chunks = -(-n // batch_size)
-  pad = num_chunks * batch_size - n
-  padded = jnp.concatenate([images, jnp.zeros((pad,) + images.shape[1:], images.dtype)])
-  chunks = padded.reshape((num_chunks, batch_size) + images.shape[1:])
-  keys = example_keys(key, num_chunks * batch_size).reshape(num_chunks, batch_size, -1)
+  chunks, valid = _padded_batches(images, batch_size)
+  keys = example_keys(key, valid.shape[0]).reshape(chunks.shape[:2] + (-1,))
 
   def chunk_metrics(args):
     xs, ks = args
@@ -31,6 +36,72 @@ def evaluate_dataset(model: VAE, objective: PerExampleObjective, params: Params,
     return m
 
   per_example = jax.lax.map(chunk_metrics, (chunks, keys))
-  valid = (jnp.arange(num_chunks * batch_size) < n).astype(jnp.float32)
   return jax.tree_util.tree_map(
-      lambda m: jnp.sum(m.reshape(-1) * valid) / n, per_example)
+      lambda m: jnp.sum(jnp.where(valid, m.reshape(-1), 0.0)) / n, per_example)
+
+
+def _padded_batches(images: jax.Array, batch_size: int):
+  """[N, ...] -> ([num_batches, batch_size, ...] zero-padded, validity mask [num_batches * batch_size])."""
+  n = images.shape[0]
+  num_batches = -(-n // batch_size)
+  pad = num_batches * batch_size - n
+  padded = jnp.concatenate([images, jnp.zeros((pad,) + images.shape[1:], images.dtype)])
+  return (padded.reshape((num_batches, batch_size) + images.shape[1:]),
+          jnp.arange(num_batches * batch_size) < n)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "num_samples", "chunk_size", "batch_size"))
+def importance_log_likelihood(model: VAE, params: Params, images: jax.Array, *, key: jax.Array,
+                              num_samples: int = 5000, chunk_size: int = 500,
+                              batch_size: int = 100) -> jax.Array:
+  """log p(x) ~= log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x): [N].
+
+  images: [N, H, W, C] float in [0, 1]. Sample i of example n uses the key
+  fold_in(fold_in(key, n), i), so the estimate does not depend on chunk_size
+  or batch_size; a running logsumexp over chunks of `chunk_size` samples keeps
+  memory at batch_size * chunk_size decoder outputs.
+  """
+  if num_samples % chunk_size:
+    raise ValueError(f"num_samples={num_samples} must be a multiple of chunk_size={chunk_size}")
+  batches, valid = _padded_batches(images, batch_size)
+  keys = example_keys(key, valid.shape[0]).reshape(batches.shape[:2] + (-1,))
+
+  def one_example(x, example_key):
+    q = model.posterior(params, x)
+
+    def add_chunk(running, start):
+      sample_keys = example_keys(example_key, chunk_size, start)
+      z = jax.vmap(lambda k: q.sample(key=k))(sample_keys)
+      log_px_z, log_qz, log_pz = log_terms(model, params, x, z, q)
+      return jnp.logaddexp(running, jax.nn.logsumexp(log_px_z + log_pz - log_qz)), None
+
+    starts = jnp.arange(0, num_samples, chunk_size, dtype=jnp.uint32)
+    total, _ = jax.lax.scan(add_chunk, jnp.float32(-jnp.inf), starts)
+    return total - math.log(num_samples)
+
+  per_batch = jax.lax.map(lambda args: jax.vmap(one_example)(*args), (batches, keys))
+  return per_batch.reshape(-1)[: images.shape[0]]
+
+
+@functools.partial(jax.jit, static_argnames=("model", "batch_size"))
+def latent_statistics(model: VAE, params: Params, images: jax.Array, *,
+                      batch_size: int = 500) -> dict[str, jax.Array]:
+  """Posterior statistics over a data set.
+
+  Returns activity [latent_dim] (Cov_x(E_q[z_u]), Burda et al.'s criterion:
+  unit u is active when it exceeds 0.01), kl_per_dim [latent_dim] (mean over x
+  of KL(q(z_u|x) || N(0, 1))) and posterior_means [N, latent_dim].
+  """
+  batches, valid = _padded_batches(images, batch_size)
+
+  def stats(x):
+    q = model.posterior(params, x)
+    kl = 0.5 * (jnp.exp(q.log_var) + jnp.square(q.mean) - 1.0 - q.log_var)
+    return q.mean, kl
+
+  means, kls = jax.lax.map(jax.vmap(stats), batches)
+  n = images.shape[0]
+  means = means.reshape(-1, means.shape[-1])[:n]
+  kls = kls.reshape(-1, kls.shape[-1])[:n]
+  return {"activity": jnp.var(means, axis=0), "kl_per_dim": jnp.mean(kls, axis=0),
+          "posterior_means": means}

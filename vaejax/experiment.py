@@ -66,7 +66,7 @@ def load_data(config) -> tuple[data.Dataset, data.Dataset]:
   if config.train_subset:
     train = train.take(config.train_subset)
   if config.eval_subset:
-    test = test.take(config.eval_subset)
+    test = test.spread(config.eval_subset)
   binary = config.dataset == "binarized_mnist"
   data.check_images(train.images, what=f"{config.dataset} train", binary=binary)
   data.check_images(test.images, what=f"{config.dataset} test", binary=binary)

@@ -54,3 +54,48 @@ def interleave_rows(top: np.ndarray, bottom: np.ndarray, *, cols: int) -> np.nda
   n = (min(len(top), len(bottom)) // cols) * cols
   blocks = [x for r in range(0, n, cols) for x in (top[r:r + cols], bottom[r:r + cols])]
   return np.concatenate(blocks)
+
+
+# Plots below need matplotlib (the "dev" extra); it is imported when first used.
+
+def _pyplot():
+  import matplotlib
+  matplotlib.use("Agg")
+  import matplotlib.pyplot as plt
+  return plt
+
+
+def latent_scatter(path: str, means: np.ndarray, labels: np.ndarray) -> None:
+  """Posterior means [N, D] coloured by digit; the first two principal components if D > 2."""
+  means = np.asarray(means, np.float64)
+  title = "posterior means"
+  if means.shape[1] > 2:
+    centred = means - means.mean(0)
+    _, _, vt = np.linalg.svd(centred, full_matrices=False)
+    means, title = centred @ vt[:2].T, "posterior means, first two principal components"
+  elif means.shape[1] == 1:
+    means = np.concatenate([means, np.zeros_like(means)], 1)
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6, 5))
+  points = ax.scatter(means[:, 0], means[:, 1], c=labels, cmap="tab10", s=3, vmin=-0.5, vmax=9.5)
+  fig.colorbar(points, ax=ax, ticks=range(10), label="digit")
+  ax.set(title=title, xlabel="z[0]" if title == "posterior means" else "PC 1",
+         ylabel="z[1]" if title == "posterior means" else "PC 2")
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)
+
+
+def training_curves(path: str, records: list[dict]) -> None:
+  """Train loss (and recon/kl when logged) against step, from metrics.jsonl records."""
+  plt = _pyplot()
+  fig, ax = plt.subplots(figsize=(6, 4))
+  steps = [r["step"] for r in records]
+  for key in ("train/loss", "train/recon", "train/kl"):
+    if any(r.get(key) is not None for r in records):
+      ax.plot(steps, [r.get(key) for r in records], label=key.split("/")[1])
+  ax.set(xlabel="step", ylabel="nats per example", yscale="log")
+  ax.legend()
+  fig.tight_layout()
+  fig.savefig(path, dpi=100)
+  plt.close(fig)

@@ -1,15 +1,11 @@
 """estimator_curves.py at a size that runs in seconds (for tests)."""
-import importlib.util
 import os
 
-_spec = importlib.util.spec_from_file_location(
-    "estimator_curves", os.path.join(os.path.dirname(__file__), "estimator_curves.py"))
-_full = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_full)
+from vaejax.config import load_config_file
 
 
 def get_config():
-  config = _full.get_config()
+  config = load_config_file(os.path.join(os.path.dirname(__file__), "estimator_curves.py"))
   config.hidden = (32,)
   config.latent_dim = 4
   config.num_samples = 3

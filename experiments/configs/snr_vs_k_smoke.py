@@ -1,15 +1,11 @@
 """snr_vs_k.py at a size that runs in seconds (for tests)."""
-import importlib.util
 import os
 
-_spec = importlib.util.spec_from_file_location(
-    "snr_vs_k", os.path.join(os.path.dirname(__file__), "snr_vs_k.py"))
-_full = importlib.util.module_from_spec(_spec)
-_spec.loader.exec_module(_full)
+from vaejax.config import load_config_file
 
 
 def get_config():
-  config = _full.get_config()
+  config = load_config_file(os.path.join(os.path.dirname(__file__), "snr_vs_k.py"))
   config.hidden = (32,)
   config.latent_dim = 4
   config.ks = (1, 4)

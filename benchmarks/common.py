@@ -1,0 +1,24 @@
+"""What every benchmark writes: a machine block, results JSON and a markdown table."""
+import datetime
+import json
+import os
+import platform
+
+import jax
+
+
+def machine() -> dict:
+  return {"date": datetime.date.today().isoformat(), "platform": platform.platform(),
+          "processor": platform.processor(), "cpu_count": os.cpu_count(), "jax": jax.__version__,
+          "backend": jax.default_backend(), "devices": [str(d) for d in jax.devices()],
+          "xla_flags": os.environ.get("XLA_FLAGS", "")}
+
+
+def write(out: str, name: str, result: dict, table: list[str]) -> None:
+  """out/name.json (result plus the machine block) and out/name.md (table); prints the table."""
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, f"{name}.json"), "w") as f:
+    json.dump({"benchmark": name, "machine": machine(), **result}, f, indent=2)
+  with open(os.path.join(out, f"{name}.md"), "w") as f:
+    f.write("\n".join(table) + "\n")
+  print("\n".join(table))

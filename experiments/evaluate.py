@@ -1,0 +1,177 @@
+"""Evaluate a trained run: importance-sampled log-likelihood, bounds, latent
+statistics and pictures.
+
+  python experiments/evaluate.py --workdir runs/reference [--k 5000] [--subset N]
+
+Reads the run's config.json and newest checkpoint from --workdir and writes
+eval.json, eval.md and PNGs (samples, reconstructions, latent scatter coloured
+by digit, interpolations, traversals, a 2-D manifold when the latent is 2-D,
+training curves) into --workdir/eval/ (or --out).
+"""
+import json
+import os
+import resource
+import sys
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags, logging  # noqa: E402
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A run's workdir (config.json, checkpoints/).")
+_OUT = flags.DEFINE_string("out", None, "Where to write (default: WORKDIR/eval).")
+_K = flags.DEFINE_integer("k", 5000, "Importance samples per example for log p(x).")
+_CHUNK = flags.DEFINE_integer("chunk", 500, "Samples per chunk (memory: batch * chunk decoder outputs).")
+_BATCH = flags.DEFINE_integer("batch", 100, "Examples evaluated together.")
+_SUBSET = flags.DEFINE_integer("subset", 0, "Evaluate this many test examples (evenly spaced; 0: all).")
+_SEED = flags.DEFINE_integer("seed", 0, "Evaluation key.")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Override the run's data_dir.")
+flags.mark_flags_as_required(["workdir"])
+
+
+def load_run(workdir: str, data_dir=None):
+  """(config, model, params) from a run's workdir; raises ValueError with advice."""
+  import jax
+  import ml_collections
+  from vaejax import checkpoint, config as config_lib, data, experiment, training
+  path = os.path.join(workdir, "config.json")
+  if not os.path.exists(path):
+    raise ValueError(f"{workdir} has no config.json: is it a workdir of experiments/train.py?")
+  config = config_lib.base_config()  # defaults for keys newer than the run
+  with open(path) as f:
+    config.update(ml_collections.ConfigDict(json.load(f)))
+  if data_dir:
+    config.data_dir = data_dir
+  test = data.load(config.dataset, "test", config.data_dir or None)
+  model = experiment.build_model(config, test.images.shape[1:])
+  estimator = experiment.build_estimator(config)
+  optimizer = experiment.build_optimizer(config, estimator)
+  key = jax.random.PRNGKey(0)
+  like = training.create_train_state({**model.init(key), **estimator.init_params(key, model)},
+                                     optimizer, key=key)
+  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
+  try:
+    restored = ckpt.restore_latest(like)
+  finally:
+    ckpt.close()
+  if restored is None:
+    raise ValueError(f"{workdir}/checkpoints holds no readable checkpoint")
+  step, state, _ = restored
+  return config, model, state.params, test, step
+
+
+def pictures(out, model, params, images, labels, activity, key):
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from vaejax import evaluate, viz
+  decode = jax.jit(jax.vmap(model.mean_image, in_axes=(None, 0)))
+  encode = jax.jit(jax.vmap(lambda x: model.posterior(params, x).mean))
+  d = model.latent_dim
+  viz.save_grid(os.path.join(out, "samples.png"),
+                np.asarray(decode(params, jax.random.normal(key, (64, d)))), cols=8)
+  picks = images[:: max(1, len(images) // 32)][:32]
+  viz.save_grid(os.path.join(out, "reconstructions.png"), viz.interleave_rows(
+      np.asarray(picks), np.asarray(decode(params, encode(picks))), cols=8), cols=8)
+  # Interpolations z = (1 - t) z0 + t z1 between test digits of different classes.
+  if labels is not None:
+    firsts = [int(np.argmax(labels == c)) for c in range(10) if np.any(labels == c)]
+    pairs = [(firsts[i], firsts[(i + 3) % len(firsts)]) for i in range(min(5, len(firsts)))]
+  else:
+    pairs = [(i, len(images) // 2 + i) for i in range(5)]
+  t = jnp.linspace(0.0, 1.0, 10)[:, None]
+  strips = []
+  for a, b in pairs:
+    z0, z1 = encode(images[jnp.array([a, b])])
+    strips.append(np.asarray(decode(params, (1 - t) * z0 + t * z1)))
+  viz.save_grid(os.path.join(out, "interpolations.png"), np.concatenate(strips), cols=10)
+  # Traversals over [-3, 3] of the most active dimensions, from one test digit's mean.
+  z = encode(images[:1])[0]
+  dims = np.argsort(-np.asarray(activity))[: min(10, d)]
+  values = jnp.linspace(-3.0, 3.0, 9)
+  rows = [np.asarray(decode(params, jnp.tile(z, (9, 1)).at[:, i].set(values))) for i in dims]
+  viz.save_grid(os.path.join(out, "traversals.png"), np.concatenate(rows), cols=9)
+  if d == 2:  # the learned manifold: decoded means over a grid of z
+    g = jnp.linspace(-3.0, 3.0, 15)
+    grid = jnp.stack(jnp.meshgrid(g, g[::-1]), -1).reshape(-1, 2)[:, ::-1]
+    viz.save_grid(os.path.join(out, "manifold.png"), np.asarray(decode(params, grid)), cols=15)
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  logging.set_verbosity(logging.WARNING)
+  import jax
+  import jax.numpy as jnp
+  import numpy as np
+  from vaejax import checkpoint, data, estimators, evaluate, viz
+  workdir = _WORKDIR.value
+  try:
+    chunk = min(_CHUNK.value, _K.value)
+    if _K.value < 1 or chunk < 1 or _K.value % chunk:
+      raise ValueError(f"--k={_K.value} must be >= 1 and a multiple of --chunk={_CHUNK.value}")
+    config, model, params, test, step = load_run(workdir, _DATA_DIR.value)
+  except (ValueError, data.DataError, checkpoint.CheckpointError, OSError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  if _SUBSET.value:
+    test = test.spread(_SUBSET.value)
+  out = _OUT.value or os.path.join(workdir, "eval")
+  os.makedirs(out, exist_ok=True)
+  images = jnp.asarray(test.images, jnp.float32) / test.max_value
+  key = jax.random.PRNGKey(_SEED.value)
+  ll_key, bound_key, picture_key = jax.random.split(key, 3)
+
+  t = time.perf_counter()
+  log_px = evaluate.importance_log_likelihood(model, params, images, key=ll_key, num_samples=_K.value,
+                                              chunk_size=chunk, batch_size=min(_BATCH.value, len(test)))
+  log_px = np.asarray(log_px)  # host sync: end of the timed evaluation
+  ll_seconds = time.perf_counter() - t
+  bounds = {}
+  for name, est in (("elbo", estimators.make_estimator("elbo")),
+                    ("iwae_50", estimators.make_estimator("iwae", num_samples=50))):
+    m = evaluate.evaluate_dataset(model, est.per_example, params, images, key=bound_key,
+                                  batch_size=min(500, len(test)))
+    bounds[name] = {k: float(v) for k, v in m.items()}
+  stats = evaluate.latent_statistics(model, params, images)
+  activity = np.asarray(stats["activity"])
+  num_pixels = int(np.prod(test.images.shape[1:]))
+  nll = float(-log_px.mean())
+  result = {
+      "workdir": workdir, "checkpoint_step": step, "dataset": config.dataset, "examples": len(test),
+      "k": _K.value, "test": {
+          "nll": nll, "nll_stderr": float(log_px.std() / np.sqrt(len(log_px))),
+          "bits_per_dim": nll / (num_pixels * np.log(2)),
+          "neg_elbo": bounds["elbo"]["neg_elbo"], "neg_iwae_50": bounds["iwae_50"]["neg_iwae"],
+          "recon": bounds["elbo"]["recon"], "kl": bounds["elbo"]["kl"]},
+      "active_units": int(np.sum(activity > 0.01)), "latent_dim": model.latent_dim,
+      "activity": activity.tolist(), "kl_per_dim": np.asarray(stats["kl_per_dim"]).tolist(),
+      "loglik_seconds": ll_seconds, "samples_per_sec": len(test) * _K.value / ll_seconds,
+      "peak_host_memory_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
+      "backend": jax.default_backend(), "jax": jax.__version__,
+  }
+  pictures(out, model, params, images, test.labels, activity, picture_key)
+  if test.labels is not None:
+    viz.latent_scatter(os.path.join(out, "latent_scatter.png"),
+                       np.asarray(stats["posterior_means"]), test.labels)
+  metrics_path = os.path.join(workdir, "metrics.jsonl")
+  if os.path.exists(metrics_path):
+    with open(metrics_path) as f:
+      viz.training_curves(os.path.join(out, "training_curves.png"),
+                          [json.loads(l) for l in f if l.strip()])
+  with open(os.path.join(out, "eval.json"), "w") as f:
+    json.dump(result, f, indent=2)
+  r = result["test"]
+  report = [f"# Evaluation of {workdir} (step {step})", "",
+            f"| examples | k | test NLL | -ELBO | -IWAE-50 | bits/dim | active units | s | samples/s |",
+            "|---|---|---|---|---|---|---|---|---|",
+            f"| {len(test)} | {_K.value} | {r['nll']:.2f} +- {r['nll_stderr']:.2f} | {r['neg_elbo']:.2f} | "
+            f"{r['neg_iwae_50']:.2f} | {r['bits_per_dim']:.4f} | {result['active_units']}/{model.latent_dim} | "
+            f"{ll_seconds:.1f} | {result['samples_per_sec']:.0f} |", ""]
+  with open(os.path.join(out, "eval.md"), "w") as f:
+    f.write("\n".join(report))
+  print("\n".join(report), flush=True)
+
+
+if __name__ == "__main__":
+  app.run(main)

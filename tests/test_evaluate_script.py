@@ -1,0 +1,61 @@
+"""experiments/evaluate.py on a smoke checkpoint with a 2-D latent."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+from test_train_script import run_train
+
+
+@pytest.fixture(scope="module")
+def evaluated(tmp_path_factory, data_dir):
+  workdir = tmp_path_factory.mktemp("eval_run")
+  proc = run_train(workdir, "--config.latent_dim=2", data_dir=data_dir)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  proc = subprocess.run([sys.executable, str(REPO / "experiments" / "evaluate.py"),
+                         "--workdir", str(workdir), "--k", "200", "--chunk", "50",
+                         "--subset", "300"], capture_output=True, text=True, timeout=600, cwd=REPO)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir / "eval", proc
+
+
+def test_eval_json_holds_the_bounds_in_order(evaluated):
+  out, proc = evaluated
+  result = json.loads((out / "eval.json").read_text())
+  test = result["test"]
+  assert result["examples"] == 300 and result["k"] == 200 and result["checkpoint_step"] == 32
+  # log p(x) >= IWAE-50 >= ELBO on average, so in negated form:
+  assert test["nll"] <= test["neg_iwae_50"] + 3 * test["nll_stderr"]
+  assert test["neg_iwae_50"] <= test["neg_elbo"]
+  assert test["bits_per_dim"] == pytest.approx(test["nll"] / (784 * 0.6931471805599453))
+  assert 0 <= result["active_units"] <= 2 and len(result["kl_per_dim"]) == 2
+  assert result["samples_per_sec"] > 0 and result["peak_host_memory_gb"] > 0
+  assert "test NLL" in (out / "eval.md").read_text() and "test NLL" in proc.stdout
+
+
+@pytest.mark.parametrize("name,shape", [
+    ("samples.png", (8 * 29 + 1, 8 * 29 + 1)),
+    ("reconstructions.png", (8 * 29 + 1, 8 * 29 + 1)),
+    ("interpolations.png", (5 * 29 + 1, 10 * 29 + 1)),
+    ("traversals.png", (2 * 29 + 1, 9 * 29 + 1)),
+    ("manifold.png", (15 * 29 + 1, 15 * 29 + 1)),
+    ("latent_scatter.png", None),
+    ("training_curves.png", None),
+])
+def test_pictures_are_written_with_the_expected_size(evaluated, name, shape):
+  matplotlib = pytest.importorskip("matplotlib")
+  import matplotlib.image
+  out, _ = evaluated
+  image = matplotlib.image.imread(str(out / name))
+  if shape is not None:
+    assert image.shape[:2] == shape
+  assert image.std() > 0.01  # not blank
+
+
+def test_missing_workdir_is_one_clear_line(tmp_path):
+  proc = subprocess.run([sys.executable, str(REPO / "experiments" / "evaluate.py"),
+                         "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=REPO)
+  assert proc.returncode == 2
+  assert proc.stderr.strip() == f"error: {tmp_path} has no config.json: is it a workdir of experiments/train.py?"
