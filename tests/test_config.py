@@ -38,3 +38,20 @@ def test_batch_must_divide_over_devices():
 
 def test_base_config_is_valid():
   config_lib.validate(config_lib.base_config())
+
+
+def test_burda_learning_rate_schedule():
+  from vaejax import experiment
+  config = config_lib.load_config_file(
+      str(__import__("pathlib").Path(__file__).parents[1] / "experiments" / "configs" / "iwae_table1.py"))
+  config_lib.validate(config)
+  assert config.epochs == sum(3 ** i for i in range(8)) == 3280
+  schedule = experiment.learning_rate(config, steps_per_epoch=10)
+  # Epoch 0 at 1e-3; epochs 1-3 at 1e-3 * 10^(-1/7); epochs 4-12 at 10^(-2/7); the last stage i=7.
+  for epoch, i in [(0, 0), (1, 1), (3, 1), (4, 2), (12, 2), (13, 3), (1093, 7), (3279, 7)]:
+    assert float(schedule(epoch * 10)) == pytest.approx(1e-3 * 10 ** (-i / 7), rel=1e-5), epoch
+  config.lr_schedule = "constant"
+  assert experiment.learning_rate(config, 10) == 1e-3
+  config.lr_schedule = "cosine"
+  with pytest.raises(config_lib.ConfigError, match=r"config.lr_schedule='cosine'"):
+    config_lib.validate(config)

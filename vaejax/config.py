@@ -43,6 +43,10 @@ def base_config() -> ml_collections.ConfigDict:
   # Optimisation.
   c.batch_size = 128
   c.learning_rate = 1e-3
+  c.lr_schedule = "constant"  # constant | burda (lr * 10^(-i/7) for 3^i epochs)
+  c.adam_b1 = 0.9
+  c.adam_b2 = 0.999
+  c.adam_eps = 1e-8
   c.grad_clip_norm = 0.0  # 0: no clipping
   c.epochs = 10
   c.seed = 0
@@ -85,6 +89,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
   _choice(config, "objective", tuple(estimators.OBJECTIVE_ESTIMATORS))
   _choice(config, "estimator", estimators.OBJECTIVE_ESTIMATORS[config.objective])
   _choice(config, "baseline", estimators.BASELINES)
+  _choice(config, "lr_schedule", ("constant", "burda"))
   _choice(config, "parallel", parallel.MODES)
   from vaejax.nets import ACTIVATIONS
   _choice(config, "activation", tuple(ACTIVATIONS))

@@ -52,8 +52,22 @@ def build_estimator(config, *, for_eval: bool = False) -> estimators.Estimator:
       baseline_decay=config.baseline_decay)
 
 
-def build_optimizer(config, estimator: estimators.Estimator) -> optax.GradientTransformation:
-  adam = optax.adam(config.learning_rate)
+def learning_rate(config, steps_per_epoch: int):
+  """config.learning_rate, or Burda et al.'s schedule: lr * 10^(-i/7) for 3^i epochs,
+  i = 0, 1, ... (3280 epochs for i <= 7)."""
+  if config.lr_schedule == "constant":
+    return config.learning_rate
+  boundaries, epochs = {}, 0
+  for i in range(1, 8):
+    epochs += 3 ** (i - 1)
+    boundaries[epochs * steps_per_epoch] = 10 ** (-1 / 7)  # multiplies the previous value
+  return optax.piecewise_constant_schedule(config.learning_rate, boundaries)
+
+
+def build_optimizer(config, estimator: estimators.Estimator,
+                    steps_per_epoch: int = 1) -> optax.GradientTransformation:
+  adam = optax.adam(learning_rate(config, steps_per_epoch), b1=config.adam_b1,
+                    b2=config.adam_b2, eps=config.adam_eps)
   if config.grad_clip_norm > 0:
     adam = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
   return estimators.make_optimizer(adam, estimator)
@@ -123,7 +137,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   train_set, test_set = load_data(config)
   model = build_model(config, train_set.images.shape[1:])
   estimator = build_estimator(config)
-  optimizer = build_optimizer(config, estimator)
+  optimizer = build_optimizer(config, estimator, len(train_set) // config.batch_size)
   # One root key split by purpose; init_key's fold_ins name the two minor purposes.
   init_key, train_key, data_key, eval_key = jax.random.split(jax.random.PRNGKey(config.seed), 4)
   baseline_key, picture_key = jax.random.fold_in(init_key, 1), jax.random.fold_in(init_key, 2)
