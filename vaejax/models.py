@@ -97,8 +97,8 @@ def make_vae(*, architecture: str, image_shape: Sequence[int], latent_dim: int,
   hidden = tuple(int(h) for h in hidden)
   if architecture == "mlp":
     encoder = nets.MLPEncoder(hidden, latent_dim, activation)
-    decoder = nets.MLPDecoder(hidden[::-1], image_shape, 1, activation)
+    decoder = nets.MLPDecoder(hidden[::-1], image_shape, activation)
   else:
     encoder = nets.ConvEncoder(latent_dim, hidden=hidden, activation=activation)
-    decoder = nets.ConvDecoder(image_shape, 1, hidden=hidden[::-1], activation=activation)
+    decoder = nets.ConvDecoder(image_shape, hidden=hidden[::-1], activation=activation)
   return VAE(encoder, decoder, likelihood, int(latent_dim), image_shape, float(gaussian_scale))

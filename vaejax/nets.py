@@ -2,7 +2,7 @@
 
 Images are [H, W, C]. Encoders return the posterior's (mean, log_var), each
 [latent_dim]; decoders map z [latent_dim] to per-pixel likelihood parameters
-[H, W, C * params_per_pixel]. Parameters are plain pytrees: call `init` and
+[H, W, C]. Parameters are plain pytrees: call `init` and
 `apply` as pure functions; the modules hold no state.
 """
 from __future__ import annotations
@@ -62,11 +62,10 @@ class MLPEncoder(nn.Module):
 
 
 class MLPDecoder(nn.Module):
-  """z [latent_dim] -> hidden Dense layers -> [H, W, C * params_per_pixel]."""
+  """z [latent_dim] -> hidden Dense layers -> [H, W, C] likelihood parameters."""
 
   hidden: Sequence[int]
   image_shape: Sequence[int]
-  params_per_pixel: int = 1
   activation: str = "relu"
 
   @nn.compact
@@ -76,8 +75,8 @@ class MLPDecoder(nn.Module):
     for i, width in enumerate(self.hidden):
       h = act(nn.Dense(width, name=f"hidden_{i}")(h))
     height, width, channels = self.image_shape
-    out = nn.Dense(height * width * channels * self.params_per_pixel, name="out")(h)
-    return out.reshape(z.shape[:-1] + (height, width, channels * self.params_per_pixel))
+    out = nn.Dense(height * width * channels, name="out")(h)
+    return out.reshape(z.shape[:-1] + (height, width, channels))
 
 
 class ConvEncoder(nn.Module):
@@ -107,7 +106,6 @@ class ConvDecoder(nn.Module):
   """Mirror of ConvEncoder: Dense to an (H/4, W/4) grid, two stride-2 transposed convs."""
 
   image_shape: Sequence[int]
-  params_per_pixel: int = 1
   features: Sequence[int] = (64, 32)
   hidden: Sequence[int] = (256,)
   activation: str = "relu"
@@ -126,4 +124,4 @@ class ConvDecoder(nn.Module):
     h = h.reshape(z.shape[:-1] + grid)
     for i, feat in enumerate(self.features):
       h = act(nn.ConvTranspose(feat, (3, 3), strides=(2, 2), name=f"deconv_{i}")(h))
-    return nn.Conv(channels * self.params_per_pixel, (3, 3), name="out")(h)
+    return nn.Conv(channels, (3, 3), name="out")(h)
