@@ -14,11 +14,12 @@ def machine() -> dict:
           "xla_flags": os.environ.get("XLA_FLAGS", "")}
 
 
-def write(out: str, name: str, result: dict, table: list[str]) -> None:
+def write(out: str, name: str, result: dict, table: list[str], machine_extra=None) -> None:
   """out/name.json (result plus the machine block) and out/name.md (table); prints the table."""
   os.makedirs(out, exist_ok=True)
   with open(os.path.join(out, f"{name}.json"), "w") as f:
-    json.dump({"benchmark": name, "machine": machine(), **result}, f, indent=2)
+    json.dump({"benchmark": name, "machine": {**machine(), **(machine_extra or {})}, **result},
+              f, indent=2)
   with open(os.path.join(out, f"{name}.md"), "w") as f:
     f.write("\n".join(table) + "\n")
   print("\n".join(table))

@@ -39,3 +39,40 @@ def test_unknown_names_are_refused():
   with pytest.raises(ValueError, match="unknown likelihood"):
     models.make_vae(architecture="mlp", image_shape=(28, 28, 1), latent_dim=2, hidden=(8,),
                     likelihood="poisson")
+
+
+@pytest.mark.parametrize("architecture", ["mlp", "conv"])
+def test_bfloat16_compute_keeps_float32_params_and_matches_float32(architecture):
+  make = lambda dtype: models.make_vae(  # noqa: E731
+      architecture=architecture, image_shape=(28, 28, 1), latent_dim=8, hidden=(64,),
+      compute_dtype=dtype)
+  model32, model16 = make("float32"), make("bfloat16")
+  params = model32.init(jax.random.PRNGKey(0))
+  # Same parameter tree, float32, so a run can switch compute dtype.
+  assert (jax.tree_util.tree_structure(params)
+          == jax.tree_util.tree_structure(model16.init(jax.random.PRNGKey(0))))
+  assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(model16.init(
+      jax.random.PRNGKey(0))))
+  batch = (jax.random.uniform(jax.random.PRNGKey(1), (16, 28, 28, 1)) > 0.5).astype(jnp.float32)
+  losses, grads = {}, {}
+  for name, model in (("f32", model32), ("bf16", model16)):
+    loss_fn = objectives.make_batch_loss(model, estimators.make_estimator("elbo").per_example)
+    (loss, metrics), g = jax.value_and_grad(loss_fn, has_aux=True)(
+        params, batch, key=jax.random.PRNGKey(2))
+    assert metrics["loss"].dtype == jnp.float32
+    assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(g))
+    losses[name], grads[name] = float(loss), g
+  # bfloat16 keeps ~3 significant digits per product; accumulation is float32.
+  assert losses["bf16"] == pytest.approx(losses["f32"], rel=1e-2)
+  assert losses["bf16"] != losses["f32"]  # the bf16 path really ran in bf16
+  g32 = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(grads["f32"])])
+  g16 = np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(grads["bf16"])])
+  # Same direction up to bf16 rounding (measured cosine: 0.99+ MLP, 0.987 conv at init);
+  # an unrelated gradient would give ~0.
+  assert np.dot(g32, g16) / (np.linalg.norm(g32) * np.linalg.norm(g16)) > 0.97
+
+
+def test_unknown_compute_dtype_is_refused():
+  with pytest.raises(ValueError, match="unknown compute dtype 'float16'"):
+    models.make_vae(architecture="mlp", image_shape=(28, 28, 1), latent_dim=2, hidden=(8,),
+                    compute_dtype="float16")

@@ -32,6 +32,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.activation = "relu"
   c.likelihood = "bernoulli"
   c.gaussian_scale = 1.0
+  c.compute_dtype = "float32"  # float32 | bfloat16 (bf16 layers, float32 params and log-densities)
   # Objective and its gradient estimator.
   c.objective = "elbo"
   c.estimator = "pathwise"  # see vaejax.estimators for each objective's estimators
@@ -90,6 +91,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
   _choice(config, "estimator", estimators.OBJECTIVE_ESTIMATORS[config.objective])
   _choice(config, "baseline", estimators.BASELINES)
   _choice(config, "lr_schedule", ("constant", "burda"))
+  _choice(config, "compute_dtype", tuple(models.COMPUTE_DTYPES))
   _choice(config, "parallel", parallel.MODES)
   from vaejax.nets import ACTIVATIONS
   _choice(config, "activation", tuple(ACTIVATIONS))

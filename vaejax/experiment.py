@@ -38,7 +38,8 @@ def build_model(config, image_shape) -> models.VAE:
   return models.make_vae(architecture=config.architecture, image_shape=image_shape,
                          latent_dim=config.latent_dim, hidden=hidden,
                          likelihood=config.likelihood, activation=config.activation,
-                         gaussian_scale=config.gaussian_scale)
+                         gaussian_scale=config.gaussian_scale,
+                         compute_dtype=config.compute_dtype)
 
 
 def build_estimator(config, *, for_eval: bool = False) -> estimators.Estimator:
@@ -163,15 +164,25 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
                  primary, log)
 
 
+def changed_config_keys(saved: dict, run_config: dict) -> list[str]:
+  """Keys whose value differs between a checkpoint's config and this run's.
+
+  A key added to the config since the checkpoint was written counts as
+  unchanged while it holds its default: that is how the old run behaved.
+  """
+  defaults = config_to_dict(config_lib.base_config())
+  saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
+  return sorted(k for k in set(run_config) | set(saved) if run_config.get(k) != saved.get(k))
+
+
 def _restore_or_start(ckpt, state, run_config, workdir, allow_config_change, primary, log):
   """The newest readable checkpoint's state (config checked first), else `state`."""
   metrics_path = os.path.join(workdir, "metrics.jsonl")
 
   def check_config(meta: dict) -> None:
-    saved = meta.get("config", {})
-    if saved == run_config:
+    changed = changed_config_keys(meta.get("config", {}), run_config)
+    if not changed:
       return
-    changed = sorted(k for k in set(run_config) | set(saved) if run_config.get(k) != saved.get(k))
     if not allow_config_change:
       raise RunError(f"{workdir} holds a checkpoint of a run with a different config "
                      f"(changed: {', '.join(changed)}); use a new --workdir or pass "

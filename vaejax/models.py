@@ -19,6 +19,7 @@ from vaejax import distributions, nets
 Params = Any
 LIKELIHOODS = ("bernoulli", "gaussian_fixed", "gaussian_learned")
 ARCHITECTURES = ("mlp", "conv")
+COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -87,18 +88,27 @@ class VAE:
 
 def make_vae(*, architecture: str, image_shape: Sequence[int], latent_dim: int,
              hidden: Sequence[int], likelihood: str = "bernoulli",
-             activation: str = "relu", gaussian_scale: float = 1.0) -> VAE:
-  """Builds a VAE by name; the decoder mirrors the encoder's hidden widths."""
+             activation: str = "relu", gaussian_scale: float = 1.0,
+             compute_dtype: str = "float32") -> VAE:
+  """Builds a VAE by name; the decoder mirrors the encoder's hidden widths.
+
+  compute_dtype: 'float32', or 'bfloat16' for layers computed in bfloat16 with
+  float32 parameters, float32 accumulation and float32 log-densities.
+  """
   if architecture not in ARCHITECTURES:
     raise ValueError(f"unknown architecture {architecture!r}; valid: {list(ARCHITECTURES)}")
   if likelihood not in LIKELIHOODS:
     raise ValueError(f"unknown likelihood {likelihood!r}; valid: {list(LIKELIHOODS)}")
+  if compute_dtype not in COMPUTE_DTYPES:
+    raise ValueError(f"unknown compute dtype {compute_dtype!r}; valid: {list(COMPUTE_DTYPES)}")
+  dtype = COMPUTE_DTYPES[compute_dtype]
   image_shape = tuple(int(d) for d in image_shape)
   hidden = tuple(int(h) for h in hidden)
   if architecture == "mlp":
-    encoder = nets.MLPEncoder(hidden, latent_dim, activation)
-    decoder = nets.MLPDecoder(hidden[::-1], image_shape, activation)
+    encoder = nets.MLPEncoder(hidden, latent_dim, activation, dtype)
+    decoder = nets.MLPDecoder(hidden[::-1], image_shape, activation, dtype)
   else:
-    encoder = nets.ConvEncoder(latent_dim, hidden=hidden, activation=activation)
-    decoder = nets.ConvDecoder(image_shape, hidden=hidden[::-1], activation=activation)
+    encoder = nets.ConvEncoder(latent_dim, hidden=hidden, activation=activation, dtype=dtype)
+    decoder = nets.ConvDecoder(image_shape, hidden=hidden[::-1], activation=activation,
+                               dtype=dtype)
   return VAE(encoder, decoder, likelihood, int(latent_dim), image_shape, float(gaussian_scale))

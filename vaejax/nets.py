@@ -2,12 +2,14 @@
 
 Images are [H, W, C]. Encoders return the posterior's (mean, log_var), each
 [latent_dim]; decoders map z [latent_dim] to per-pixel likelihood parameters
-[H, W, C]. Parameters are plain pytrees: call `init` and
+[H, W, C]. `dtype` is the compute dtype of every layer (bfloat16 for the fast
+mode); parameters stay float32 and outputs are returned as float32, so
+log-densities and reductions run in full precision. Parameters are plain pytrees: call `init` and
 `apply` as pure functions; the modules hold no state.
 """
 from __future__ import annotations
 
-from typing import Callable, Sequence
+from typing import Any, Callable, Sequence
 
 import flax.linen as nn
 import jax
@@ -37,12 +39,13 @@ class GaussianHead(nn.Module):
   """Dense layers to (mean, log_var) of a diagonal Gaussian, log_var bounded."""
 
   latent_dim: int
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, h):
-    mean = nn.Dense(self.latent_dim, name="mean")(h)
-    log_var = nn.Dense(self.latent_dim, name="log_var")(h)
-    return mean, soft_clip(log_var, LOG_VAR_BOUND)
+    mean = nn.Dense(self.latent_dim, dtype=self.dtype, name="mean")(h).astype(jnp.float32)
+    log_var = nn.Dense(self.latent_dim, dtype=self.dtype, name="log_var")(h)
+    return mean, soft_clip(log_var.astype(jnp.float32), LOG_VAR_BOUND)
 
 
 class MLPEncoder(nn.Module):
@@ -51,14 +54,15 @@ class MLPEncoder(nn.Module):
   hidden: Sequence[int]
   latent_dim: int
   activation: str = "relu"
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     act = _activation(self.activation)
     h = x.reshape(x.shape[:-3] + (-1,))
     for i, width in enumerate(self.hidden):
-      h = act(nn.Dense(width, name=f"hidden_{i}")(h))
-    return GaussianHead(self.latent_dim, name="head")(h)
+      h = act(nn.Dense(width, dtype=self.dtype, name=f"hidden_{i}")(h))
+    return GaussianHead(self.latent_dim, self.dtype, name="head")(h)
 
 
 class MLPDecoder(nn.Module):
@@ -67,16 +71,17 @@ class MLPDecoder(nn.Module):
   hidden: Sequence[int]
   image_shape: Sequence[int]
   activation: str = "relu"
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z):
     act = _activation(self.activation)
     h = z
     for i, width in enumerate(self.hidden):
-      h = act(nn.Dense(width, name=f"hidden_{i}")(h))
+      h = act(nn.Dense(width, dtype=self.dtype, name=f"hidden_{i}")(h))
     height, width, channels = self.image_shape
-    out = nn.Dense(height * width * channels, name="out")(h)
-    return out.reshape(z.shape[:-1] + (height, width, channels))
+    out = nn.Dense(height * width * channels, dtype=self.dtype, name="out")(h)
+    return out.astype(jnp.float32).reshape(z.shape[:-1] + (height, width, channels))
 
 
 class ConvEncoder(nn.Module):
@@ -89,17 +94,18 @@ class ConvEncoder(nn.Module):
   features: Sequence[int] = (32, 64)
   hidden: Sequence[int] = (256,)
   activation: str = "relu"
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, x):
     act = _activation(self.activation)
     h = x
     for i, feat in enumerate(self.features):
-      h = act(nn.Conv(feat, (3, 3), strides=(2, 2), name=f"conv_{i}")(h))
+      h = act(nn.Conv(feat, (3, 3), strides=(2, 2), dtype=self.dtype, name=f"conv_{i}")(h))
     h = h.reshape(h.shape[:-3] + (-1,))
     for i, width in enumerate(self.hidden):
-      h = act(nn.Dense(width, name=f"hidden_{i}")(h))
-    return GaussianHead(self.latent_dim, name="head")(h)
+      h = act(nn.Dense(width, dtype=self.dtype, name=f"hidden_{i}")(h))
+    return GaussianHead(self.latent_dim, self.dtype, name="head")(h)
 
 
 class ConvDecoder(nn.Module):
@@ -109,6 +115,7 @@ class ConvDecoder(nn.Module):
   features: Sequence[int] = (64, 32)
   hidden: Sequence[int] = (256,)
   activation: str = "relu"
+  dtype: Any = jnp.float32
 
   @nn.compact
   def __call__(self, z):
@@ -118,10 +125,11 @@ class ConvDecoder(nn.Module):
       raise ValueError(f"ConvDecoder needs H and W divisible by 4, got {self.image_shape}")
     h = z
     for i, w in enumerate(self.hidden):
-      h = act(nn.Dense(w, name=f"hidden_{i}")(h))
+      h = act(nn.Dense(w, dtype=self.dtype, name=f"hidden_{i}")(h))
     grid = (height // 4, width // 4, self.features[0])
-    h = act(nn.Dense(grid[0] * grid[1] * grid[2], name="to_grid")(h))
+    h = act(nn.Dense(grid[0] * grid[1] * grid[2], dtype=self.dtype, name="to_grid")(h))
     h = h.reshape(z.shape[:-1] + grid)
     for i, feat in enumerate(self.features):
-      h = act(nn.ConvTranspose(feat, (3, 3), strides=(2, 2), name=f"deconv_{i}")(h))
-    return nn.Conv(channels, (3, 3), name="out")(h)
+      h = act(nn.ConvTranspose(feat, (3, 3), strides=(2, 2), dtype=self.dtype,
+                               name=f"deconv_{i}")(h))
+    return nn.Conv(channels, (3, 3), dtype=self.dtype, name="out")(h).astype(jnp.float32)

@@ -69,8 +69,11 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, pr
 
   batch: the raw uint8 examples this device sees. With `axis_name` set (inside
   pmap or shard_map), gradients and metrics are averaged over that axis. An
-  update whose loss, gradient or resulting params are not finite is skipped
-  on device and counted; the step counter advances either way.
+  update whose loss or gradient is not finite is skipped on device and
+  counted; the step counter advances either way. (Finite gradients give finite
+  Adam updates; an optimizer that can overflow finite params, such as SGD at
+  an absurd learning rate, yields a non-finite loss on the next step, which
+  is then skipped.)
   """
   def train_step(state: TrainState, batch: jax.Array, example_offset=0):
     step_key = jax.random.fold_in(state.key, state.step)
@@ -83,9 +86,12 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, pr
       grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
     updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
     new_params = optax.apply_updates(state.params, updates)
-    ok = _all_finite((metrics["loss"], grads, new_params))
-    params, opt_state = jax.lax.cond(
-        ok, lambda: (new_params, new_opt_state), lambda: (state.params, state.opt_state))
+    # An elementwise select, not lax.cond: it fuses into the optimizer's update
+    # loop, where a cond would copy every parameter and moment buffer per step.
+    ok = _all_finite((metrics["loss"], grads))
+    keep_if_ok = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
+    params = jax.tree_util.tree_map(keep_if_ok, new_params, state.params)
+    opt_state = jax.tree_util.tree_map(keep_if_ok, new_opt_state, state.opt_state)
     skipped = 1 - ok.astype(jnp.int32)
     metrics = dict(metrics, skipped=skipped.astype(jnp.float32))
     return state.replace(

@@ -1,0 +1,58 @@
+"""The throughput benchmark runs end to end at a tiny size and writes what it promises."""
+import json
+import subprocess
+import sys
+
+import pytest
+
+from conftest import REPO
+
+SCRIPT = str(REPO / "benchmarks" / "step_throughput.py")
+
+
+LAYERS = [(784, 512), (512, 512), (512, 32), (512, 32), (32, 512), (512, 512), (512, 784)]
+NUM_PARAMS = sum(a * b + b for a, b in LAYERS)
+
+
+def reference_matmul_flops(batch: int) -> float:
+  """Forward, weight-gradient and input-gradient matmuls of the reference MLP."""
+  forward = sum(2 * batch * a * b for a, b in LAYERS)
+  input_grads = forward - 2 * batch * 784 * 512  # no gradient for the data
+  return 2 * forward + input_grads
+
+
+def test_step_throughput_writes_records_with_flops_and_roofline(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, SCRIPT, "--batch-sizes", "8", "--steps-per-dispatch", "1,4",
+       "--repeats", "1", "--block-seconds", "0.05", "--eval-k", "20", "--eval-examples", "4",
+       "--data-dir", str(tmp_path / "no_data"), "--out", str(tmp_path)],
+      capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads((tmp_path / "results.json").read_text())
+  assert result["machine"]["data"] == "synthetic bits" and result["machine"]["cpu_count"] >= 1
+  records = result["records"]
+  assert [(r["impl"], r["steps_per_dispatch"]) for r in records] == [("vaejax", 1), ("vaejax", 4)]
+  for r in records:
+    for key in ("batch_size", "examples_per_sec", "compile_seconds", "gflops_per_sec",
+                "roofline_fraction"):
+      assert r[key] > 0, key
+    # XLA's count: the matmuls, plus Adam and the guard (tens of FLOPs per
+    # parameter, which dominate at batch 8) and a little per-pixel work.
+    extra = r["flops_per_step"] - reference_matmul_flops(8)
+    assert 0 <= extra <= 40 * NUM_PARAMS + 100 * 8 * 784
+  assert result["eval"][0]["samples_per_sec"] > 0
+  assert (tmp_path / "results.md").read_text().startswith("| impl |")
+  if pytest.importorskip("matplotlib"):
+    assert (tmp_path / "examples_per_sec.png").stat().st_size > 0
+
+
+def test_pytorch_reference_trains_when_torch_is_installed():
+  pytest.importorskip("torch")
+  sys.path.insert(0, str(REPO / "benchmarks"))
+  import numpy as np
+  import pytorch_reference
+  images = (np.random.default_rng(0).random((64, 784)) > 0.5).astype(np.uint8)
+  run = pytorch_reference.make_runner("torch-eager", batch_size=16, images=images)
+  run(3)
+  with pytest.raises(ValueError, match="unknown torch impl"):
+    pytorch_reference.make_runner("torch-jit", batch_size=16, images=images)
