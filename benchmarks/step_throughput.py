@@ -43,7 +43,10 @@ import common  # noqa: E402  (benchmarks/common.py)
 import pytorch_reference  # noqa: E402
 
 MODELS = {"reference": dict(architecture="mlp", hidden=(512, 512), latent_dim=32),
-          "conv": dict(architecture="conv", hidden=(256,), latent_dim=32)}
+          "conv": dict(architecture="conv", hidden=(256,), latent_dim=32),
+          # experiments/configs/iwae_table1.py (Burda et al. 2015): the longest CPU run.
+          "iwae_table1": dict(architecture="mlp", hidden=(200, 200), latent_dim=50,
+                              activation="tanh", adam_eps=1e-4)}
 # name -> (objective, estimator, K)
 OBJECTIVES = {"elbo": ("elbo", "pathwise", 1), "iwae5": ("iwae", "pathwise", 5),
               "iwae50": ("iwae", "pathwise", 50), "dreg5": ("iwae", "dreg", 5),

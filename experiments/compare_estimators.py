@@ -107,47 +107,103 @@ def train(config, model, est, params, train_images, *, steps, key, on_chunk=None
   return runner.get_state(state).params
 
 
-def snr_vs_k(config, model, train_set, test_set, key):
+def linear_gaussian_case(dim: int, num_examples: int, *, key, perturbation: float = 0.01):
+  """(model, params, batch): the Gaussian toy of Rainforth et al. (2018), Sec. 4.
+
+  z ~ N(0, I_dim), x | z ~ N(z + b, I_dim); the exact posterior is
+  N((x - b) / 2, I / 2), which a linear encoder represents exactly. params are
+  that optimum with every encoder and decoder weight perturbed by
+  N(0, perturbation^2), so q is close to the posterior and the importance
+  weights are near-uniform: the regime of the asymptotic SNR results
+  (IWAE encoder SNR falls like K^-1/2, DReG's rises, decoder SNR rises).
+  batch: [num_examples, 1, dim, 1] drawn from the model.
+  """
   import jax
   import jax.numpy as jnp
-  from vaejax import diagnostics, estimators
+  import numpy as np
+  from vaejax import models, nets
+  model = models.make_vae(architecture="mlp", image_shape=(1, dim, 1), latent_dim=dim, hidden=(),
+                          likelihood="gaussian_fixed", gaussian_scale=1.0)
+  init_key, b_key, data_key, noise_key = jax.random.split(key, 4)
+  params = model.init(init_key)
+  b = jax.random.normal(b_key, (dim,))
+  eye = jnp.eye(dim)
+  params["decoder"]["out"] = {"kernel": eye, "bias": b}
+  head = params["encoder"]["head"]
+  head["mean"] = {"kernel": eye / 2, "bias": -b / 2}
+  bound = nets.LOG_VAR_BOUND
+  head["log_var"] = {"kernel": jnp.zeros((dim, dim)),
+                     "bias": jnp.full((dim,), bound * np.arctanh(np.log(0.5) / bound))}
+  leaves, treedef = jax.tree_util.tree_flatten(params)
+  noise_keys = jax.random.split(noise_key, len(leaves))
+  params = jax.tree_util.tree_unflatten(treedef, [
+      leaf + perturbation * jax.random.normal(k, leaf.shape) for leaf, k in zip(leaves, noise_keys)])
+  z_key, x_key = jax.random.split(data_key)
+  z = jax.random.normal(z_key, (num_examples, dim))
+  x = z + b + jax.random.normal(x_key, (num_examples, dim))
+  return model, params, x.reshape(num_examples, 1, dim, 1)
+
+
+def snr_vs_k(config, model, train_set, test_set, key):
+  """{checkpoint: {"snr": .., "variance": .., "ess": ..}} for "init", "trained" (MNIST)
+  and, when config.linear_gaussian_dim > 0, "linear_gaussian" (the toy above)."""
+  import jax
+  import jax.numpy as jnp
   batch = jnp.asarray(test_set.images[:: len(test_set) // config.snr_examples][:config.snr_examples],
                       jnp.float32) / test_set.max_value
   init_key, baseline_key, train_key, draw_key = jax.random.split(key, 4)
-  checkpoints = {"init": model.init(init_key)}
+  cases = {"init": (model, model.init(init_key), batch)}
   if config.train_steps:
     t = time.perf_counter()
     trainer = build(config, config.train_estimator, config.train_num_samples)
-    start = {**checkpoints["init"], **trainer.init_params(baseline_key, model)}
-    checkpoints["trained"] = train(config, model, trainer, start, train_set.images,
-                                   steps=config.train_steps, key=train_key)
+    start = {**cases["init"][1], **trainer.init_params(baseline_key, model)}
+    trained = train(config, model, trainer, start, train_set.images, steps=config.train_steps,
+                    key=train_key)
+    cases["trained"] = (model, trained, batch)
     logging.warning("trained %d steps of %s in %.1f s", config.train_steps, trainer.name,
                     time.perf_counter() - t)
-  summary = {ckpt: {"snr": {}, "variance": {}, "ess": {}} for ckpt in checkpoints}
-  for ckpt, params in checkpoints.items():  # how evenly the importance weights spread
-    for k in config.ks:
-      summary[ckpt]["ess"][str(k)] = effective_sample_size(
-          model, params, batch, key=jax.random.fold_in(draw_key, 10_000 + k), num_samples=k)
-    print(f"{ckpt:8s} importance-sampling ESS by K: {summary[ckpt]['ess']}", flush=True)
+  if config.linear_gaussian_dim:
+    cases["linear_gaussian"] = linear_gaussian_case(
+        config.linear_gaussian_dim, config.snr_examples, key=jax.random.fold_in(init_key, 1))
+  summary, grad_fns = {}, {}
+  for ckpt, (case_model, params, case_batch) in cases.items():
+    summary[ckpt] = measure_snr(config, case_model, params, case_batch, ckpt,
+                                baseline_key=baseline_key, draw_key=draw_key, grad_fns=grad_fns)
+  return summary
+
+
+def measure_snr(config, model, params, batch, ckpt, *, baseline_key, draw_key, grad_fns):
+  """SNR, variance (per group, estimator and K) and ESS (per K) at fixed `params`.
+
+  grad_fns: a cache shared across calls, so checkpoints of one model and batch
+  share each estimator's compile.
+  """
+  import jax
+  from vaejax import diagnostics
+  out = {"snr": {}, "variance": {}, "ess": {}}
+  for k in config.ks:  # how evenly the importance weights spread
+    out["ess"][str(k)] = effective_sample_size(
+        model, params, batch, key=jax.random.fold_in(draw_key, 10_000 + k), num_samples=k)
+  print(f"{ckpt:8s} importance-sampling ESS by K: {out['ess']}", flush=True)
   for spec in config.estimators:
     name = spec_name(spec)
     for k in config.ks:
       est = build(config, spec, k)
-      grad_fn = grad_function(model, est, batch)  # one compile serves every checkpoint
-      for ckpt, params in checkpoints.items():
-        out = summary[ckpt]
-        t = time.perf_counter()
-        stats = diagnostics.gradient_statistics(
-            grad_fn, {**params, **est.init_params(baseline_key, model)},
-            key=jax.random.fold_in(draw_key, k), num_draws=config.num_draws,
-            groups=("encoder", "decoder"))
-        for metric in ("snr", "variance"):
-          for group in ("encoder", "decoder"):
-            out[metric].setdefault(name, {}).setdefault(group, {})[str(k)] = stats[group][metric]
-        print(f"{ckpt:8s} {name:24s} K={k:3d} SNR enc {stats['encoder']['snr']:.4f} "
-              f"dec {stats['decoder']['snr']:.4f} | var enc {stats['encoder']['variance']:.3e} "
-              f"dec {stats['decoder']['variance']:.3e} ({time.perf_counter() - t:.1f} s)", flush=True)
-  return summary
+      cache_key = (id(model), id(batch), spec, k)
+      if cache_key not in grad_fns:
+        grad_fns[cache_key] = grad_function(model, est, batch)
+      t = time.perf_counter()
+      stats = diagnostics.gradient_statistics(
+          grad_fns[cache_key], {**params, **est.init_params(baseline_key, model)},
+          key=jax.random.fold_in(draw_key, k), num_draws=config.num_draws,
+          groups=("encoder", "decoder"))
+      for metric in ("snr", "variance"):
+        for group in ("encoder", "decoder"):
+          out[metric].setdefault(name, {}).setdefault(group, {})[str(k)] = stats[group][metric]
+      print(f"{ckpt:8s} {name:24s} K={k:3d} SNR enc {stats['encoder']['snr']:.4f} "
+            f"dec {stats['decoder']['snr']:.4f} | var enc {stats['encoder']['variance']:.3e} "
+            f"dec {stats['decoder']['variance']:.3e} ({time.perf_counter() - t:.1f} s)", flush=True)
+  return out
 
 
 def curves(config, model, train_set, test_set, key):

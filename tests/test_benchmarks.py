@@ -56,3 +56,14 @@ def test_pytorch_reference_trains_when_torch_is_installed():
   run(3)
   with pytest.raises(ValueError, match="unknown torch impl"):
     pytorch_reference.make_runner("torch-jit", batch_size=16, images=images)
+
+
+def test_guard_ablation_times_each_guard_and_restores_the_library_guard(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, str(REPO / "benchmarks" / "guard_ablation.py"), "--models", "iwae_table1",
+       "--batch-sizes", "8", "--repeats", "1", "--block-seconds", "0.05", "--out", str(tmp_path)],
+      capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  records = json.loads((tmp_path / "results.json").read_text())["records"]
+  assert [r["guard"] for r in records] == ["and_isfinite", "float_sum", "float_sum_barrier", "none"]
+  assert all(r["examples_per_sec"] > 0 and r["batch_size"] == 8 for r in records)

@@ -22,7 +22,8 @@ def test_snr_sweep_writes_the_documented_layout(tmp_path, data_dir):
               "--config.estimators=('iwae/pathwise', 'iwae/dreg', 'elbo/score_function')")
   assert proc.returncode == 0, proc.stderr[-3000:]
   summary = json.loads((tmp_path / "summary.json").read_text())
-  for ckpt in ("init", "trained"):
+  assert set(summary) == {"init", "trained", "linear_gaussian", "meta"}
+  for ckpt in ("init", "trained", "linear_gaussian"):
     for metric in ("snr", "variance"):
       block = summary[ckpt][metric]
       assert set(block) == {"iwae", "dreg", "elbo_score_function"}
@@ -36,6 +37,31 @@ def test_snr_sweep_writes_the_documented_layout(tmp_path, data_dir):
   assert var["elbo_score_function"]["encoder"]["1"] > 10 * var["iwae"]["encoder"]["1"]
   assert (tmp_path / "snr_vs_k_init.png").stat().st_size > 1000
   assert "| dreg | encoder |" in (tmp_path / "table.md").read_text()
+
+
+def _compare_estimators_module():
+  sys.path.insert(0, str(REPO / "experiments"))
+  try:
+    import compare_estimators
+  finally:
+    sys.path.pop(0)
+  return compare_estimators
+
+
+@pytest.mark.parametrize("perturbation", [0.0, 0.05])
+def test_linear_gaussian_case_starts_at_the_exact_posterior(perturbation):
+  import jax
+  ce = _compare_estimators_module()
+  model, params, batch = ce.linear_gaussian_case(5, 6, key=jax.random.PRNGKey(0),
+                                                 perturbation=perturbation)
+  assert batch.shape == (6, 1, 5, 1)
+  # q = p(z|x) makes every importance weight p(x): all K samples count. A
+  # perturbed q gives unequal weights.
+  ess = ce.effective_sample_size(model, params, batch, key=jax.random.PRNGKey(1), num_samples=8)
+  if perturbation == 0.0:
+    assert ess == pytest.approx(8.0, rel=1e-4)
+  else:
+    assert 1.0 < ess < 7.9
 
 
 def test_training_curves_run_end_to_end(tmp_path, data_dir):

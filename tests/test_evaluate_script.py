@@ -59,3 +59,30 @@ def test_missing_workdir_is_one_clear_line(tmp_path):
                          "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=REPO)
   assert proc.returncode == 2
   assert proc.stderr.strip() == f"error: {tmp_path} has no config.json: is it a workdir of experiments/train.py?"
+
+
+def run_table1_report(*args):
+  return subprocess.run([sys.executable, str(REPO / "experiments" / "table1_report.py"), *args],
+                        capture_output=True, text=True, timeout=120, cwd=REPO)
+
+
+def test_table1_report_reads_an_evaluated_run(evaluated, tmp_path):
+  out, _ = evaluated
+  workdir = out.parent
+  proc = run_table1_report("--runs", str(workdir), "--out", str(tmp_path / "table"))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  (record,) = json.loads((tmp_path / "table.json").read_text())
+  result = json.loads((out / "eval.json").read_text())
+  last = json.loads((workdir / "metrics.jsonl").read_text().strip().splitlines()[-1])
+  assert record["model"] == "VAE (k=1)" and record["k_train"] == 1
+  assert record["test_nll"] == result["test"]["nll"] and record["published_nll"] == 88.71
+  assert record["checkpoint_step"] == last["step"] and record["epochs_run"] == last["epoch"]
+  assert "| VAE (k=1) | 1 |" in (tmp_path / "table.md").read_text()
+
+
+def test_table1_report_names_the_missing_evaluation(tmp_path):
+  (tmp_path / "config.json").write_text("{}")
+  (tmp_path / "metrics.jsonl").write_text("")
+  proc = run_table1_report("--runs", str(tmp_path), "--out", str(tmp_path / "table"))
+  assert proc.returncode == 2
+  assert "no eval/eval.json" in proc.stderr and "evaluate.py" in proc.stderr

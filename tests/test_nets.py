@@ -1,4 +1,7 @@
 """Encoders and decoders: shapes for both image sizes, one example in, bounded log-variance."""
+import itertools
+
+import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
@@ -76,3 +79,32 @@ def test_unknown_compute_dtype_is_refused():
   with pytest.raises(ValueError, match="unknown compute dtype 'float16'"):
     models.make_vae(architecture="mlp", image_shape=(28, 28, 1), latent_dim=2, hidden=(8,),
                     compute_dtype="float16")
+
+
+def test_depth_to_space_places_each_channel_block_in_its_pixel():
+  # [2, 3, 4 * 5] -> [4, 6, 5]: output pixel (2i + a, 2j + b) holds channels
+  # (a * 2 + b) * 5 ... + 5 of input pixel (i, j).
+  x = jnp.arange(2 * 3 * 20, dtype=jnp.float32).reshape(2, 3, 20)
+  y = nets.depth_to_space(x, 2)
+  assert y.shape == (4, 6, 5)
+  for i, j, a, b in itertools.product(range(2), range(3), range(2), range(2)):
+    np.testing.assert_array_equal(y[2 * i + a, 2 * j + b], x[i, j, (2 * a + b) * 5:(2 * a + b + 1) * 5])
+  # Leading (batch) axes pass through.
+  np.testing.assert_array_equal(nets.depth_to_space(jnp.stack([x, -x]), 2), jnp.stack([y, -y]))
+
+
+@pytest.mark.parametrize("strides, shape", [(1, (7, 7, 5)), (2, (28, 28, 1)), (2, (14, 13, 3))])
+def test_patch_conv_equals_flax_conv_with_the_same_params(strides, shape):
+  x = jax.random.normal(jax.random.PRNGKey(0), (2,) + shape)
+  conv = nn.Conv(6, (3, 3), strides=(strides, strides))
+  params = conv.init(jax.random.PRNGKey(1), x)
+  patch = nets.PatchConv(6, 3, strides)
+  assert jax.tree_util.tree_map(jnp.shape, patch.init(jax.random.PRNGKey(1), x)) == \
+      jax.tree_util.tree_map(jnp.shape, params)
+  np.testing.assert_allclose(patch.apply(params, x), conv.apply(params, x), rtol=1e-5, atol=1e-5)
+  # ... and the same gradients with respect to params and input.
+  loss = lambda m: lambda p, v: jnp.sum(jnp.sin(m.apply(p, v)))  # noqa: E731
+  g_patch = jax.grad(loss(patch), argnums=(0, 1))(params, x)
+  g_conv = jax.grad(loss(conv), argnums=(0, 1))(params, x)
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-4, atol=1e-4),
+                         g_patch, g_conv)

@@ -4,6 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import pytest
 
 from vaejax import estimators, models, objectives, training
 
@@ -76,6 +77,41 @@ def test_non_finite_update_is_skipped_and_counted():
   state, m = step(state, good)
   assert float(m["skipped"]) == 0.0 and int(state.skipped_consecutive) == 0
   assert int(state.skipped_total) == 3 and int(state.step) == 5
+
+
+@pytest.mark.parametrize("poison, finite", [
+    (None, True), (1e30, True), (np.inf, False), (-np.inf, False), (np.nan, False)])
+def test_all_finite_sees_any_non_finite_element(poison, finite):
+  tree = {"a": jnp.ones((3, 4)), "b": [jnp.full((1000,), -2.5), jnp.float32(7.0)]}
+  if poison is not None:
+    tree["b"][0] = tree["b"][0].at[417].set(poison)
+  assert bool(training._all_finite(tree)) is finite
+  # +inf in one leaf and -inf in another must not cancel.
+  opposed = {"a": tree["a"].at[0, 0].set(np.inf), "b": tree["b"][0].at[0].set(-np.inf)}
+  assert not bool(training._all_finite(opposed))
+
+
+def test_update_with_finite_loss_but_non_finite_gradient_is_skipped():
+  state, data, _, loss_fn, batch = _setup()
+
+  @jax.custom_vjp
+  def nan_gradient(v):  # value 0, gradient NaN wherever a cotangent arrives
+    return 0.0 * v
+
+  nan_gradient.defvjp(lambda v: (0.0 * v, None),
+                      lambda _, g: (jnp.where(g != 0, jnp.nan, 0.0),))
+
+  def poisoned(params, x, *, key, example_offset=0):
+    loss, metrics = loss_fn(params, jnp.minimum(x, 1.0), key=key)
+    first = jax.tree_util.tree_leaves(params)[0]
+    loss = loss + jnp.where(jnp.any(x > 1.0), nan_gradient(jnp.sum(first)), 0.0)
+    return loss, dict(metrics, loss=loss)
+
+  step = jax.jit(training.make_train_step(poisoned, optax.adam(1e-2), training.make_preprocess(1, False)))
+  bad = data[:batch].at[0, 0, 0, 0].set(2)
+  new_state, m = step(state, bad)
+  assert np.isfinite(float(m["loss"])) and float(m["skipped"]) == 1.0
+  jax.tree_util.tree_map(np.testing.assert_array_equal, new_state.params, state.params)
 
 
 def test_dynamic_binarisation_is_per_example_and_keyed():

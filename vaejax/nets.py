@@ -84,6 +84,41 @@ class MLPDecoder(nn.Module):
     return out.astype(jnp.float32).reshape(z.shape[:-1] + (height, width, channels))
 
 
+class PatchConv(nn.Module):
+  """A k x k 'SAME' convolution over [..., H, W, C] as k*k shifted (strided)
+  slices concatenated on the channel axis, then one matmul.
+
+  Same parameters (kernel [k, k, C, features], bias [features]), initialisers
+  and output as nn.Conv(features, (k, k), strides=(s, s)). On XLA:CPU the
+  gradients of nn.Conv's convolutions (weight gradients with the batch as the
+  contraction, input gradients of strided convs) run at a few GFLOP/s, while
+  here every FLOP is in a matmul and the slices' gradients are pads
+  (benchmarks/NOTES.md). Costs k*k times the activation memory for the patches.
+  """
+
+  features: int
+  kernel_size: int = 3
+  strides: int = 1
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, x):
+    k, s = self.kernel_size, self.strides
+    height, width, channels = x.shape[-3:]
+    kernel = self.param("kernel", nn.initializers.lecun_normal(), (k, k, channels, self.features))
+    bias = self.param("bias", nn.initializers.zeros, (self.features,))
+    out_h, out_w = -(-height // s), -(-width // s)
+    pad_h = max((out_h - 1) * s + k - height, 0)
+    pad_w = max((out_w - 1) * s + k - width, 0)
+    x = jnp.pad(x.astype(self.dtype), [(0, 0)] * (x.ndim - 3)
+                + [(pad_h // 2, pad_h - pad_h // 2), (pad_w // 2, pad_w - pad_w // 2), (0, 0)])
+    patches = jnp.concatenate(
+        [x[..., i:i + (out_h - 1) * s + 1:s, j:j + (out_w - 1) * s + 1:s, :]
+         for i in range(k) for j in range(k)], axis=-1)  # [..., out_h, out_w, k*k*C]
+    kernel = kernel.reshape(k * k * channels, self.features).astype(self.dtype)
+    return patches @ kernel + bias.astype(self.dtype)
+
+
 class ConvEncoder(nn.Module):
   """Two stride-2 3x3 convolutions (H -> H/4), a Dense layer, then (mean, log_var).
 
@@ -101,15 +136,32 @@ class ConvEncoder(nn.Module):
     act = _activation(self.activation)
     h = x
     for i, feat in enumerate(self.features):
-      h = act(nn.Conv(feat, (3, 3), strides=(2, 2), dtype=self.dtype, name=f"conv_{i}")(h))
+      h = act(PatchConv(feat, 3, 2, dtype=self.dtype, name=f"conv_{i}")(h))
     h = h.reshape(h.shape[:-3] + (-1,))
     for i, width in enumerate(self.hidden):
       h = act(nn.Dense(width, dtype=self.dtype, name=f"hidden_{i}")(h))
     return GaussianHead(self.latent_dim, self.dtype, name="head")(h)
 
 
+def depth_to_space(h: jax.Array, block: int) -> jax.Array:
+  """[..., H, W, C * block^2] -> [..., H * block, W * block, C] (pixel shuffle)."""
+  *lead, height, width, depth = h.shape
+  c = depth // (block * block)
+  h = h.reshape(*lead, height, width, block, block, c)
+  h = jnp.swapaxes(h, -4, -3)  # [..., H, block, W, block, C]
+  return h.reshape(*lead, height * block, width * block, c)
+
+
 class ConvDecoder(nn.Module):
-  """Mirror of ConvEncoder: Dense to an (H/4, W/4) grid, two stride-2 transposed convs."""
+  """Mirror of ConvEncoder: Dense to an (H/4, W/4, features[0]) grid, then two
+  2x upsamplings to features[1:] + (C,) channels, the last giving the logits.
+
+  Each upsampling is a sub-pixel convolution (Shi et al. 2016): a stride-1 3x3
+  conv to 4x the channels, then depth_to_space. A stride-2 ConvTranspose is the
+  textbook choice, but XLA:CPU runs its input-dilated convolution ~20x slower
+  (benchmarks/NOTES.md), and the sub-pixel form keeps every conv at the lower
+  resolution. Convolutions are PatchConv (matmuls), for the same reason.
+  """
 
   image_shape: Sequence[int]
   features: Sequence[int] = (64, 32)
@@ -129,7 +181,11 @@ class ConvDecoder(nn.Module):
     grid = (height // 4, width // 4, self.features[0])
     h = act(nn.Dense(grid[0] * grid[1] * grid[2], dtype=self.dtype, name="to_grid")(h))
     h = h.reshape(z.shape[:-1] + grid)
-    for i, feat in enumerate(self.features):
-      h = act(nn.ConvTranspose(feat, (3, 3), strides=(2, 2), dtype=self.dtype,
-                               name=f"deconv_{i}")(h))
-    return nn.Conv(channels, (3, 3), dtype=self.dtype, name="out")(h).astype(jnp.float32)
+    widths = tuple(self.features[1:]) + (channels,)
+    if len(widths) != 2:
+      raise ValueError(f"ConvDecoder needs two feature sizes (one per upsampling), got {self.features}")
+    for i, feat in enumerate(widths):
+      h = depth_to_space(PatchConv(4 * feat, 3, dtype=self.dtype, name=f"upsample_{i}")(h), 2)
+      if i < len(widths) - 1:
+        h = act(h)
+    return h.astype(jnp.float32)

@@ -59,8 +59,16 @@ def make_preprocess(max_value: int, dynamic_binarization: bool):
 
 
 def _all_finite(tree) -> jax.Array:
+  """[] bool: every element of every (float) leaf is finite.
+
+  Tested as isfinite(sum of everything): an inf or NaN anywhere makes the sum
+  inf or NaN. A float sum is a vectorised reduction on XLA:CPU, about 6x faster
+  than and-reducing isfinite (benchmarks/NOTES.md), and this check runs over
+  every gradient each step. The sum also overflows, so reads as non-finite,
+  when the values reach ~3e38 / size: such an update is skipped too.
+  """
   leaves = jax.tree_util.tree_leaves(tree)
-  return jnp.all(jnp.stack([jnp.all(jnp.isfinite(x)) for x in leaves]))
+  return jnp.isfinite(sum(jnp.sum(x, dtype=jnp.float32) for x in leaves))
 
 
 def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, preprocess,

@@ -1,6 +1,7 @@
 """Gradient SNR and variance vs the number of importance samples K (Rainforth et al.
 2018; Tucker et al. 2018), for IWAE, IWAE-STL and DReG (plus the ELBO's pathwise
-and score-function estimators), on a binarized-MNIST VAE at init and after training.
+and score-function estimators), on a binarized-MNIST VAE at init and after training,
+and on the linear-Gaussian toy of Rainforth et al. near its optimum.
 
   python experiments/compare_estimators.py --config experiments/configs/snr_vs_k.py \
       --workdir runs/snr_vs_k --config.data_dir=../shared/data
@@ -29,4 +30,9 @@ def get_config():
   config.train_estimator = "iwae/dreg"
   config.train_num_samples = 8
   config.train_subset = 0
+  # Also measure on the Gaussian toy of Rainforth et al. (2018) with this many
+  # dimensions (0: skip): q near the exact posterior, the regime of the
+  # asymptotic results, beside the MNIST VAE whose importance weights are far
+  # from uniform at K <= 64.
+  config.linear_gaussian_dim = 20
   return config

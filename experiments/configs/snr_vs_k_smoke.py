@@ -12,6 +12,7 @@ def get_config():
   config.num_draws = 16
   config.snr_examples = 4
   config.train_steps = 20
+  config.linear_gaussian_dim = 3
   config.train_subset = 1000
   config.eval_subset = 100
   return config

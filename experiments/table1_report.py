@@ -1,0 +1,91 @@
+"""Collects the Burda et al. (2015) Table 1 rows into one results table.
+
+Each run is trained with `experiments/configs/iwae_table1.py` and evaluated with
+`experiments/evaluate.py --workdir DIR --k 5000` first; this script reads each
+run's config.json, metrics.jsonl and eval/eval.json and writes
+`OUT.json` (one record per row: model, k_train, epochs_run, test_nll,
+published_nll, ...) and `OUT.md`.
+
+  python experiments/table1_report.py --runs runs/table1_vae,runs/table1_k5,runs/table1_k50 \
+      --out experiments/results/iwae_table1
+"""
+from __future__ import annotations
+
+import json
+import os
+import sys
+
+from absl import app, flags
+
+_RUNS = flags.DEFINE_list("runs", None, "Workdirs of the runs, evaluated with evaluate.py.")
+_OUT = flags.DEFINE_string("out", None, "Output path without extension (.json and .md are written).")
+flags.mark_flags_as_required(["runs", "out"])
+
+# The published rows this protocol reproduces (Burda et al. 2015, Table 1, one
+# stochastic layer, test NLL with k=5000), keyed by (objective, k_train).
+PUBLISHED_NLL = {("elbo", 1): 88.71, ("iwae", 1): 88.71, ("iwae", 5): 87.63, ("iwae", 50): 87.10}
+TOTAL_EPOCHS = 3280
+
+
+def row(workdir: str) -> dict:
+  """One table row from a trained and evaluated run; raises ValueError naming what is missing."""
+  paths = {name: os.path.join(workdir, name)
+           for name in ("config.json", "metrics.jsonl", os.path.join("eval", "eval.json"))}
+  for name, path in paths.items():
+    if not os.path.exists(path):
+      raise ValueError(f"{workdir}: no {name} (train with iwae_table1.py, then run "
+                       f"experiments/evaluate.py --workdir {workdir} --k 5000)")
+  with open(paths["config.json"]) as f:
+    config = json.load(f)
+  with open(paths[os.path.join("eval", "eval.json")]) as f:
+    result = json.load(f)
+  with open(paths["metrics.jsonl"]) as f:
+    records = [json.loads(line) for line in f if line.strip()]
+  step = result["checkpoint_step"]
+  logged = [r for r in records if r["step"] == step]
+  if not logged:
+    raise ValueError(f"{workdir}: metrics.jsonl has no record at the evaluated step {step}")
+  objective = config["objective"]
+  k_train = config["num_samples"]
+  model = f"{'VAE' if objective == 'elbo' else 'IWAE'} (k={k_train})"
+  return {
+      "model": model, "k_train": k_train, "epochs_run": logged[-1]["epoch"],
+      "epochs_protocol": TOTAL_EPOCHS, "checkpoint_step": step,
+      "test_nll": result["test"]["nll"], "test_nll_stderr": result["test"]["nll_stderr"],
+      "k_eval": result["k"], "eval_examples": result["examples"],
+      "published_nll": PUBLISHED_NLL.get((objective, k_train)),
+      "neg_elbo": result["test"]["neg_elbo"], "active_units": result["active_units"],
+      "workdir": workdir,
+  }
+
+
+def markdown(rows: list[dict]) -> str:
+  lines = ["| model | k (train) | epochs run | test NLL (k=5000) | published | difference |",
+           "|---|---|---|---|---|---|"]
+  for r in rows:
+    published = r["published_nll"]
+    lines.append(f"| {r['model']} | {r['k_train']} | {r['epochs_run']:g} / {r['epochs_protocol']} | "
+                 f"{r['test_nll']:.2f} +- {r['test_nll_stderr']:.2f} | "
+                 + ("n/a | n/a |" if published is None
+                    else f"{published:.2f} | {r['test_nll'] - published:+.2f} |"))
+  return "\n".join(lines) + "\n"
+
+
+def main(argv):
+  if len(argv) > 1:
+    raise app.UsageError(f"unexpected arguments: {argv[1:]}")
+  try:
+    rows = [row(w) for w in _RUNS.value]
+  except ValueError as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
+  with open(_OUT.value + ".json", "w") as f:
+    json.dump(rows, f, indent=2)
+  with open(_OUT.value + ".md", "w") as f:
+    f.write(markdown(rows))
+  print(markdown(rows), end="")
+
+
+if __name__ == "__main__":
+  app.run(main)
