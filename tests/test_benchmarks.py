@@ -65,5 +65,5 @@ def test_guard_ablation_times_each_guard_and_restores_the_library_guard(tmp_path
       capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   records = json.loads((tmp_path / "results.json").read_text())["records"]
-  assert [r["guard"] for r in records] == ["and_isfinite", "float_sum", "float_sum_barrier", "none"]
+  assert [r["guard"] for r in records] == ["select_and_isfinite", "select_float_sum", "skippable_adam", "none"]
   assert all(r["examples_per_sec"] > 0 and r["batch_size"] == 8 for r in records)

@@ -6,7 +6,7 @@ import numpy as np
 import optax
 import pytest
 
-from vaejax import estimators, models, objectives, training
+from vaejax import estimators, models, objectives, optim, training
 
 
 def _setup(objective="elbo", n=64, batch=16, lr=1e-2):
@@ -56,9 +56,10 @@ def test_chunk_equals_the_same_steps_one_by_one():
   np.testing.assert_allclose(sums["loss"], np.sum(losses), rtol=1e-5)
 
 
-def test_non_finite_update_is_skipped_and_counted():
+@pytest.mark.parametrize("opt", [optax.adam(1e-2), optim.skippable_adam(1e-2)],
+                         ids=["select", "skippable_adam"])
+def test_non_finite_update_is_skipped_and_counted(opt):
   state, data, _, loss_fn, batch = _setup()
-  opt = optax.adam(1e-2)
 
   def poisoned(params, x, *, key, example_offset=0):  # NaN whenever the batch holds a 2
     loss, metrics = loss_fn(params, jnp.minimum(x, 1.0), key=key)
@@ -91,7 +92,9 @@ def test_all_finite_sees_any_non_finite_element(poison, finite):
   assert not bool(training._all_finite(opposed))
 
 
-def test_update_with_finite_loss_but_non_finite_gradient_is_skipped():
+@pytest.mark.parametrize("opt", [optax.adam(1e-2), optim.skippable_adam(1e-2)],
+                         ids=["select", "skippable_adam"])
+def test_update_with_finite_loss_but_non_finite_gradient_is_skipped(opt):
   state, data, _, loss_fn, batch = _setup()
 
   @jax.custom_vjp
@@ -107,7 +110,7 @@ def test_update_with_finite_loss_but_non_finite_gradient_is_skipped():
     loss = loss + jnp.where(jnp.any(x > 1.0), nan_gradient(jnp.sum(first)), 0.0)
     return loss, dict(metrics, loss=loss)
 
-  step = jax.jit(training.make_train_step(poisoned, optax.adam(1e-2), training.make_preprocess(1, False)))
+  step = jax.jit(training.make_train_step(poisoned, opt, training.make_preprocess(1, False)))
   bad = data[:batch].at[0, 0, 0, 0].set(2)
   new_state, m = step(state, bad)
   assert np.isfinite(float(m["loss"])) and float(m["skipped"]) == 1.0

@@ -19,7 +19,7 @@ import numpy as np
 import optax
 
 from vaejax import checkpoint, config as config_lib, data, estimators, evaluate, models, objectives
-from vaejax import parallel, training, viz
+from vaejax import optim, parallel, training, viz
 
 # Summary fields that are wall-clock measurements, so differ between identical runs.
 TIMING_KEYS = ("examples_per_sec", "train_seconds", "compile_seconds", "eval_seconds")
@@ -67,8 +67,12 @@ def learning_rate(config, steps_per_epoch: int):
 
 def build_optimizer(config, estimator: estimators.Estimator,
                     steps_per_epoch: int = 1) -> optax.GradientTransformation:
-  adam = optax.adam(learning_rate(config, steps_per_epoch), b1=config.adam_b1,
-                    b2=config.adam_b2, eps=config.adam_eps)
+  lr = learning_rate(config, steps_per_epoch)
+  adam_settings = dict(b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps)
+  if config.grad_clip_norm <= 0 and estimator.baseline != "moving_average":
+    # Plain Adam: the variant that skips non-finite updates in place (same state).
+    return optim.skippable_adam(lr, **adam_settings)
+  adam = optax.adam(lr, **adam_settings)
   if config.grad_clip_norm > 0:
     adam = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
   return estimators.make_optimizer(adam, estimator)

@@ -14,6 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
+from vaejax import optim
 from vaejax.objectives import example_keys
 
 Params = Any
@@ -92,14 +93,19 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, pr
                                      example_offset=example_offset)
     if axis_name is not None:
       grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
-    updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
-    new_params = optax.apply_updates(state.params, updates)
-    # An elementwise select, not lax.cond: it fuses into the optimizer's update
-    # loop, where a cond would copy every parameter and moment buffer per step.
     ok = _all_finite((metrics["loss"], grads))
-    keep_if_ok = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
-    params = jax.tree_util.tree_map(keep_if_ok, new_params, state.params)
-    opt_state = jax.tree_util.tree_map(keep_if_ok, new_opt_state, state.opt_state)
+    if isinstance(optimizer, optim.SkippableTransformation):
+      # The optimizer gates itself: zero updates and an unchanged state when not ok.
+      updates, opt_state = optimizer.update(grads, state.opt_state, state.params, apply=ok)
+      params = optax.apply_updates(state.params, updates)
+    else:
+      updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
+      new_params = optax.apply_updates(state.params, updates)
+      # An elementwise select, not lax.cond: it fuses into the optimizer's update
+      # loop, where a cond would copy every parameter and moment buffer per step.
+      keep_if_ok = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
+      params = jax.tree_util.tree_map(keep_if_ok, new_params, state.params)
+      opt_state = jax.tree_util.tree_map(keep_if_ok, new_opt_state, state.opt_state)
     skipped = 1 - ok.astype(jnp.int32)
     metrics = dict(metrics, skipped=skipped.astype(jnp.float32))
     return state.replace(
