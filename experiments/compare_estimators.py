@@ -108,7 +108,7 @@ def train(config, model, est, params, train_images, *, steps, key, on_chunk=None
 
 
 def linear_gaussian_case(dim: int, num_examples: int, *, key, perturbation: float = 0.01):
-  """(model, params, batch): the Gaussian toy of Rainforth et al. (2018), Sec. 4.
+  """(model, params, batch): a variant of the Gaussian toy of Rainforth et al. (2018).
 
   z ~ N(0, I_dim), x | z ~ N(z + b, I_dim); the exact posterior is
   N((x - b) / 2, I / 2), which a linear encoder represents exactly. params are
@@ -116,6 +116,8 @@ def linear_gaussian_case(dim: int, num_examples: int, *, key, perturbation: floa
   N(0, perturbation^2), so q is close to the posterior and the importance
   weights are near-uniform: the regime of the asymptotic SNR results
   (IWAE encoder SNR falls like K^-1/2, DReG's rises, decoder SNR rises).
+  Unlike the paper's toy, q's variance is learnable (a log-variance head at
+  the exact I/2), so its parameters count in the encoder group too.
   batch: [num_examples, 1, dim, 1] drawn from the model.
   """
   import jax

@@ -42,6 +42,7 @@ def skippable_adam(learning_rate: Union[float, Schedule], *, b1: float = 0.9, b2
 
   def update(grads, state, params=None, *, apply: jax.Array):
     del params
+    apply = jnp.asarray(apply, bool)
     adam_state, lr_state = state
     # Scalar gates: (new weight, old weight) of each moment is (1 - b, b) when
     # applied and (0, 1) when skipped, which keeps the old moment exactly.
