@@ -65,5 +65,22 @@ def test_guard_ablation_times_each_guard_and_restores_the_library_guard(tmp_path
       capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   records = json.loads((tmp_path / "results.json").read_text())["records"]
-  assert [r["guard"] for r in records] == ["select_and_isfinite", "select_float_sum", "skippable_adam", "none"]
+  assert [r["guard"] for r in records] == ["select_and_isfinite", "select_float_sum",
+                                           "skippable_adam_float_sum", "skippable_adam", "none"]
   assert all(r["examples_per_sec"] > 0 and r["batch_size"] == 8 for r in records)
+
+
+def test_profile_step_attributes_op_time_to_source_lines(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, str(REPO / "benchmarks" / "profile_step.py"), "--model", "iwae_table1",
+       "--batch-size", "8", "--steps", "20", "--out", str(tmp_path)],
+      capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads((tmp_path / "profile.json").read_text())
+  assert result["ms_per_step_untraced"] > 0
+  classes = result["class_thread_us_per_step"]
+  assert classes["matmul"] > 0 and classes["elementwise/other"] > 0
+  sources = result["op_sources"].values()
+  # The model's matmuls and the optimizer's update are named by their source files.
+  assert any("nets.py" in s for s in sources) and any("optim.py" in s for s in sources)
+  assert "| op | class |" in (tmp_path / "profile.md").read_text()

@@ -80,16 +80,44 @@ def test_non_finite_update_is_skipped_and_counted(opt):
   assert int(state.skipped_total) == 3 and int(state.step) == 5
 
 
-@pytest.mark.parametrize("poison, finite", [
-    (None, True), (1e30, True), (np.inf, False), (-np.inf, False), (np.nan, False)])
-def test_all_finite_sees_any_non_finite_element(poison, finite):
+@pytest.mark.parametrize("poison, safe", [
+    (None, True), (1e15, True), (1e20, False), (np.inf, False), (-np.inf, False),
+    (np.nan, False)])
+def test_safe_to_apply_sees_non_finite_and_overflowing_elements(poison, safe):
   tree = {"a": jnp.ones((3, 4)), "b": [jnp.full((1000,), -2.5), jnp.float32(7.0)]}
   if poison is not None:
     tree["b"][0] = tree["b"][0].at[417].set(poison)
-  assert bool(training._all_finite(tree)) is finite
+  assert bool(training._safe_to_apply(tree)) is safe
   # +inf in one leaf and -inf in another must not cancel.
   opposed = {"a": tree["a"].at[0, 0].set(np.inf), "b": tree["b"][0].at[0].set(-np.inf)}
-  assert not bool(training._all_finite(opposed))
+  assert not bool(training._safe_to_apply(opposed))
+
+
+def test_gradient_that_would_overflow_adams_second_moment_is_skipped():
+  # A finite gradient of 1e20 squares to inf in float32: applied, it would set
+  # Adam's second moment to inf and freeze that coordinate for good.
+  state, data, _, loss_fn, batch = _setup()
+  opt = optim.skippable_adam(1e-2)
+  state = state.replace(opt_state=opt.init(state.params))
+
+  def huge_gradient(params, x, *, key, example_offset=0):
+    loss, metrics = loss_fn(params, x, key=key)
+    first = jax.tree_util.tree_leaves(params)[0]
+    loss = loss + 1e20 * first.ravel()[0]
+    return loss, dict(metrics, loss=loss)
+
+  x = data[:batch].astype(jnp.float32)
+  raw_grads = jax.grad(lambda p: huge_gradient(p, x, key=jax.random.PRNGKey(0))[0])(state.params)
+  first_grad = jax.tree_util.tree_leaves(raw_grads)[0]
+  assert bool(jnp.all(jnp.isfinite(first_grad))) and float(jnp.max(jnp.abs(first_grad))) > 1e19
+  _, unguarded = optax.adam(1e-2).update(raw_grads, optax.adam(1e-2).init(state.params))
+  assert not bool(jnp.all(jnp.isfinite(jax.tree_util.tree_leaves(unguarded[0].nu)[0])))
+
+  step = jax.jit(training.make_train_step(huge_gradient, opt, training.make_preprocess(1, False)))
+  new_state, m = step(state, data[:batch])
+  assert float(m["skipped"]) == 1.0
+  jax.tree_util.tree_map(np.testing.assert_array_equal, new_state.params, state.params)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, new_state.opt_state, state.opt_state)
 
 
 @pytest.mark.parametrize("opt", [optax.adam(1e-2), optim.skippable_adam(1e-2)],

@@ -59,17 +59,19 @@ def make_preprocess(max_value: int, dynamic_binarization: bool):
   return preprocess
 
 
-def _all_finite(tree) -> jax.Array:
-  """[] bool: every element of every (float) leaf is finite.
+def _safe_to_apply(tree) -> jax.Array:
+  """[] bool: the sum of squares of every element of every (float) leaf is finite.
 
-  Tested as isfinite(sum of everything): an inf or NaN anywhere makes the sum
-  inf or NaN. A float sum is a vectorised reduction on XLA:CPU, about 6x faster
-  than and-reducing isfinite (benchmarks/NOTES.md), and this check runs over
-  every gradient each step. The sum also overflows, so reads as non-finite,
-  when the values reach ~3e38 / size: such an update is skipped too.
+  False for any inf or NaN, and also for a finite value above ~1.8e19 in
+  float32: its square would overflow Adam's second moment to inf, which zeroes
+  that coordinate's updates for the rest of the run without any error. (The
+  total also overflows once the root-mean-square value passes ~3e38 / size;
+  such a step is skipped too.) One float reduction: XLA:CPU vectorises it, about
+  6x faster than and-reducing isfinite (benchmarks/NOTES.md), and this check
+  runs over every gradient each step.
   """
   leaves = jax.tree_util.tree_leaves(tree)
-  return jnp.isfinite(sum(jnp.sum(x, dtype=jnp.float32) for x in leaves))
+  return jnp.isfinite(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves))
 
 
 def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, preprocess,
@@ -93,7 +95,7 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, pr
                                      example_offset=example_offset)
     if axis_name is not None:
       grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
-    ok = _all_finite((metrics["loss"], grads))
+    ok = _safe_to_apply((metrics["loss"], grads))
     if isinstance(optimizer, optim.SkippableTransformation):
       # The optimizer gates itself: zero updates and an unchanged state when not ok.
       updates, opt_state = optimizer.update(grads, state.opt_state, state.params, apply=ok)
