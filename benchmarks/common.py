@@ -5,6 +5,7 @@ import os
 import platform
 
 import jax
+import numpy as np
 
 
 def machine() -> dict:
@@ -23,3 +24,8 @@ def write(out: str, name: str, result: dict, table: list[str], machine_extra=Non
   with open(os.path.join(out, f"{name}.md"), "w") as f:
     f.write("\n".join(table) + "\n")
   print("\n".join(table))
+
+
+def synthetic_images(num: int = 10_000, density: float = 0.3) -> np.ndarray:
+  """[num, 28, 28, 1] uint8 random bits, seed 0: MNIST-shaped data for timing only."""
+  return (np.random.default_rng(0).random((num, 28, 28, 1)) < density).astype(np.uint8)

@@ -72,7 +72,7 @@ def main():
   p.add_argument("--block-seconds", type=float, default=1.0)
   p.add_argument("--out", required=True)
   args = p.parse_args()
-  images = (np.random.default_rng(0).random((10000, 28, 28, 1)) < 0.3).astype(np.uint8)
+  images = common.synthetic_images()
   records = []
   for model in args.models.split(","):
     for batch_size in (int(b) for b in args.batch_sizes.split(",")):

@@ -27,7 +27,6 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 import jax  # noqa: E402
-import numpy as np  # noqa: E402
 
 import common  # noqa: E402
 import step_throughput  # noqa: E402
@@ -95,7 +94,7 @@ def main():
   p.add_argument("--top", type=int, default=25)
   p.add_argument("--out", required=True)
   args = p.parse_args()
-  images = (np.random.default_rng(0).random((10000, 28, 28, 1)) < 0.3).astype(np.uint8)
+  images = common.synthetic_images()
   config = step_throughput.build_config(args.model, args.objective, args.batch_size, "float32",
                                         "none")
   case = step_throughput.VaejaxCase(config, images)
