@@ -4,9 +4,12 @@ aggregated per XLA op over all threads.
 Runs `--steps` steps in one dispatch of the compiled chunk (the same runner
 `step_throughput.py` times), traces a second dispatch, and sums each op's time
 over the CPU threads. Ops are classed as matmul (YNNPACK fusions and Eigen
-`dot`s), copy/transpose, or elementwise/other fusions. Thread time is summed,
-so with two cores the classes add up to about twice the wall time when both
-threads are busy.
+`dot`s), copy/transpose, or elementwise/other fusions; executor, thread-pool and
+control-flow events (`while`, `call`: their body ops are counted themselves)
+are left out. What the trace does not see: work an op hands to Eigen's own
+thread pool. XLA:CPU's Eigen `dot`s (the weight-gradient dots, which YNNPACK
+does not take) show far less time than their FLOPs need at the roofline, so
+time them alone (NOTES.md) rather than reading them off this table.
 
   python benchmarks/profile_step.py --model reference --batch-size 20 \
       --out benchmarks/results/cpu-2core/profile_reference_b20
@@ -31,12 +34,17 @@ import jax  # noqa: E402
 import common  # noqa: E402
 import step_throughput  # noqa: E402
 
-# Events that wrap other events (executor, waits, Python frames): not op time.
-_WRAPPERS = ("ThunkExecutor", "$", "PjRt", "Execute", "block_until_ready", "TfrtCpu")
+# Events that are not op time: executor and thread-pool bookkeeping, waits,
+# Python frames, and control flow whose body ops are events of their own.
+_NOT_OPS = ("ThunkExecutor", "$", "PjRt", "Execute", "block_until_ready", "TfrtCpu",
+            "SlinkyThreadPool", "ThreadpoolListener", "end:", "while", "call", "conditional")
 
 
-def op_class(name: str) -> str:
-  if name.startswith(("ynn_fusion", "xnn_fusion", "dot", "onednn")):
+def op_class(name: str, source: str = "") -> str:
+  """matmul, copy/transpose or elementwise/other; YNNPACK also runs reductions (the
+  bias gradients), told apart by the op they were traced from."""
+  if name.startswith("dot") or (name.startswith(("ynn_fusion", "xnn_fusion", "onednn"))
+                                and "reduce" not in source):
     return "matmul"
   if name.startswith(("copy", "transpose")):
     return "copy/transpose"
@@ -78,7 +86,7 @@ def trace_ops(run, steps: int) -> tuple[dict[str, float], dict[str, float], floa
     for plane in profile.planes:
       for line in plane.lines:
         for event in line.events:
-          if event.name.startswith(_WRAPPERS) or line.name == "python3":
+          if event.name.startswith(_NOT_OPS) or line.name.startswith("python"):
             continue
           micros[event.name] += event.duration_ns / 1e3 / steps
           calls[event.name] += 1 / steps
@@ -108,7 +116,7 @@ def main():
   sources = op_sources(case.compiled.as_text())
   classes = collections.Counter()
   for name, us in micros.items():
-    classes[op_class(name)] += us
+    classes[op_class(name, sources.get(name, ''))] += us
   total = sum(micros.values())
   top = sorted(micros.items(), key=lambda kv: -kv[1])[:args.top]
   table = [f"{args.model} / {args.objective}, batch {args.batch_size}: {untraced_ms:.3f} ms per "
@@ -118,7 +126,7 @@ def main():
   table += [f"| {c} | {us / 1e3:.3f} | {us / total:.0%} |" for c, us in classes.most_common()]
   table += ["", "| op | class | thread-us per step | calls per step | traced from |",
             "|---|---|---|---|---|"]
-  table += [f"| {n} | {op_class(n)} | {us:.1f} | {calls[n]:.2f} | {sources.get(n, '')} |"
+  table += [f"| {n} | {op_class(n, sources.get(n, ''))} | {us:.1f} | {calls[n]:.2f} | {sources.get(n, '')} |"
             for n, us in top]
   table += ["", f"{len(micros)} distinct ops."]
   common.write(args.out, "profile", {
