@@ -114,9 +114,10 @@ def main():
   untraced_ms = (time.perf_counter() - start) / steps * 1e3
   micros, calls, traced_ms = trace_ops(run, steps)
   sources = op_sources(case.compiled.as_text())
+  op_classes = {name: op_class(name, sources.get(name, "")) for name in micros}
   classes = collections.Counter()
   for name, us in micros.items():
-    classes[op_class(name, sources.get(name, ''))] += us
+    classes[op_classes[name]] += us
   total = sum(micros.values())
   top = sorted(micros.items(), key=lambda kv: -kv[1])[:args.top]
   table = [f"{args.model} / {args.objective}, batch {args.batch_size}: {untraced_ms:.3f} ms per "
@@ -126,7 +127,7 @@ def main():
   table += [f"| {c} | {us / 1e3:.3f} | {us / total:.0%} |" for c, us in classes.most_common()]
   table += ["", "| op | class | thread-us per step | calls per step | traced from |",
             "|---|---|---|---|---|"]
-  table += [f"| {n} | {op_class(n, sources.get(n, ''))} | {us:.1f} | {calls[n]:.2f} | {sources.get(n, '')} |"
+  table += [f"| {n} | {op_classes[n]} | {us:.1f} | {calls[n]:.2f} | {sources.get(n, '')} |"
             for n, us in top]
   table += ["", f"{len(micros)} distinct ops."]
   common.write(args.out, "profile", {

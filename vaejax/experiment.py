@@ -71,6 +71,8 @@ def build_optimizer(config, estimator: estimators.Estimator,
   adam_settings = dict(b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps)
   if config.grad_clip_norm <= 0 and estimator.baseline != "moving_average":
     # Plain Adam: the variant that skips non-finite updates in place (same state).
+    # Clipping and the moving-average baseline's EMA (an optax.multi_transform) wrap
+    # Adam in optax combinators that cannot pass the gate on, so they keep optax.adam.
     return optim.skippable_adam(lr, **adam_settings)
   adam = optax.adam(lr, **adam_settings)
   if config.grad_clip_norm > 0:

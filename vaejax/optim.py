@@ -1,6 +1,7 @@
 """Adam whose update can be skipped in place, for the train step's non-finite guard.
 
-`training.make_train_step` skips an update whose loss or gradient is not finite.
+`training.make_train_step` skips an update whose loss or gradient is not finite
+(or large enough to overflow Adam's second moment).
 For a generic optax transformation it does so by selecting, per element, between
 the new and the old params and moments; XLA:CPU then keeps copies of the old
 moments and recomputes the update in the select fusions, which costs a third of
