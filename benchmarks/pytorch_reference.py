@@ -32,11 +32,14 @@ def available() -> bool:
 
 
 def make_runner(impl: str, *, batch_size: int, images: np.ndarray, seed: int = 0,
-                hidden: int = 512, latent_dim: int = 32, learning_rate: float = 1e-3):
+                hidden: int = 512, latent_dim: int = 32, learning_rate: float = 1e-3,
+                update: bool = True):
   """run(num_steps) -> None: trains num_steps steps and waits for the device.
 
   images: [N, 784] uint8 in {0, 1}. impl: 'torch-eager' or 'torch-compile'
-  (the whole step, forward + backward + Adam, under torch.compile).
+  (the whole step, forward + backward + Adam, under torch.compile). With
+  update=False each step stops after backward (gradients computed, Adam not
+  run): what the step costs without its optimizer.
   """
   import torch
   from torch import nn
@@ -78,7 +81,8 @@ def make_runner(impl: str, *, batch_size: int, images: np.ndarray, seed: int = 0
     optimizer.zero_grad(set_to_none=True)
     loss = model(x, eps)
     loss.backward()
-    optimizer.step()
+    if update:
+      optimizer.step()
     return loss
 
   step_fn = torch.compile(step) if impl == "torch-compile" else step

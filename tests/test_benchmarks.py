@@ -86,3 +86,45 @@ def test_profile_step_attributes_op_time_to_source_lines(tmp_path):
   timed_sources = [sources.get(name, "") for name in timed]
   assert any("nets.py" in s for s in timed_sources) and any("optim.py" in s for s in timed_sources)
   assert "| op | class |" in (tmp_path / "profile.md").read_text()
+
+
+def test_step_bounds_times_the_step_and_its_gradient_alone(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, str(REPO / "benchmarks" / "step_bounds.py"), "--batch-sizes", "8",
+       "--no-torch", "--repeats", "1", "--block-seconds", "0.05", "--steps-per-dispatch", "4",
+       "--out", str(tmp_path)],
+      capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  result = json.loads((tmp_path / "results.json").read_text())
+  records = {r["impl"]: r for r in result["records"]}
+  assert sorted(records) == ["vaejax-gradient", "vaejax-step"]
+  for r in records.values():
+    assert r["examples_per_sec"] > 0 and 0 < r["roofline_fraction"]
+  # The gradient-only step has no Adam or guard: fewer FLOPs, at most the step's
+  # matmuls plus one sum over every gradient.
+  step, gradient = records["vaejax-step"]["flops_per_step"], records["vaejax-gradient"]["flops_per_step"]
+  assert reference_matmul_flops(8) <= gradient < step
+  assert gradient - reference_matmul_flops(8) <= 2 * NUM_PARAMS + 100 * 8 * 784
+  optimizer = result["optimizer"]
+  assert optimizer["num_params"] == NUM_PARAMS
+  assert optimizer["guard_and_adam_ms"] > 0 and optimizer["bandwidth_gb_per_sec"] > 0
+
+
+def test_gradient_ablation_times_each_revert_and_restores_the_library(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, str(REPO / "benchmarks" / "gradient_ablation.py"), "--batch-sizes", "8",
+       "--repeats", "1", "--block-seconds", "0.05", "--steps-per-dispatch", "4", "--out", str(tmp_path)],
+      capture_output=True, text=True, timeout=600)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  records = json.loads((tmp_path / "results.json").read_text())["records"]
+  assert [r["variant"] for r in records] == ["library", "vmap_unit_sample_axis", "softplus_autodiff",
+                                             "two_head_matmuls", "before"]
+  assert all(r["examples_per_sec"] > 0 for r in records)
+  sys.path.insert(0, str(REPO / "benchmarks"))
+  import gradient_ablation
+  from vaejax import distributions, nets, objectives
+  library = (objectives.over_samples, distributions.bernoulli_log_density, nets.GaussianHead)
+  with gradient_ablation.reverted(("sample_axis", "softplus", "heads")):
+    assert objectives.over_samples is gradient_ablation.vmap_over_samples
+    assert nets.GaussianHead is gradient_ablation.TwoDenseHead
+  assert (objectives.over_samples, distributions.bernoulli_log_density, nets.GaussianHead) == library

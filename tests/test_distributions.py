@@ -83,6 +83,24 @@ def test_bernoulli_log_prob_matches_naive_form_and_is_finite_at_extremes():
   np.testing.assert_allclose(val, -(1e4 + 1e4 + 80 + 80), rtol=1e-6)
 
 
+def test_bernoulli_log_prob_custom_jvp_matches_autodiff_of_softplus_form():
+  logits = jnp.array([-90.0, -12.0, -0.3, 0.0, 0.4, 7.5, 90.0])
+  x = jnp.array([0.0, 1.0, 0.25, 1.0, 0.0, 0.6, 1.0])
+  reference = lambda l, x: jnp.sum(x * l - jax.nn.softplus(l))  # noqa: E731
+  got = jax.grad(D.bernoulli_log_prob, argnums=(0, 1))(logits, x)
+  want = jax.grad(reference, argnums=(0, 1))(logits, x)
+  np.testing.assert_allclose(got[0], x - jax.nn.sigmoid(logits), atol=1e-7)
+  np.testing.assert_allclose(got[0], want[0], atol=1e-7)
+  np.testing.assert_allclose(got[1], logits)
+  # Second order (a Hessian-vector product) goes through the custom rule too.
+  hvp = lambda f: jax.jvp(jax.grad(f), (logits,), (jnp.ones_like(logits),))[1]  # noqa: E731
+  np.testing.assert_allclose(hvp(lambda l: D.bernoulli_log_prob(l, x)),
+                             hvp(lambda l: reference(l, x)), atol=1e-6)
+  # Forward mode in x alone (logits' tangent a symbolic zero).
+  _, tangent = jax.jvp(lambda x: D.bernoulli_log_prob(logits, x), (x,), (jnp.ones_like(x),))
+  np.testing.assert_allclose(tangent, jnp.sum(logits), rtol=1e-6)
+
+
 @pytest.mark.parametrize("log_scale", [0.0, -1.3, 0.8])
 def test_gaussian_log_prob_matches_formula(log_scale):
   mean = jnp.array([[0.2, 0.4], [0.9, 0.0]])

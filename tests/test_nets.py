@@ -36,6 +36,27 @@ def test_log_variance_is_soft_clipped():
   assert float(jax.grad(lambda v: nets.soft_clip(v, 30.0))(0.0)) == pytest.approx(1.0)
 
 
+def test_gaussian_head_is_two_dense_layers_applied_as_one_matmul():
+  class TwoDense(nn.Module):  # the head as it was: two separate nn.Dense layers
+    @nn.compact
+    def __call__(self, h):
+      mean = nn.Dense(6, name="mean")(h)
+      return mean, nets.soft_clip(nn.Dense(6, name="log_var")(h), nets.LOG_VAR_BOUND)
+
+  h = jax.random.normal(jax.random.PRNGKey(1), (3, 10))
+  params = nets.GaussianHead(6).init(jax.random.PRNGKey(0), h)
+  reference = TwoDense().init(jax.random.PRNGKey(0), h)
+  # Same parameter names, shapes and init values, so checkpoints and seeds carry over.
+  assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(reference)
+  jax.tree_util.tree_map(np.testing.assert_array_equal, params, reference)
+  params = jax.tree_util.tree_map(lambda p: p + 0.1, params)  # non-zero biases
+  for got, want in zip(nets.GaussianHead(6).apply(params, h), TwoDense().apply(params, h)):
+    np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-6)
+  loss = lambda module: lambda p: sum(jnp.sum(jnp.sin(o)) for o in module.apply(p, h))  # noqa: E731
+  jax.tree_util.tree_map(lambda a, b: np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6),
+                         jax.grad(loss(nets.GaussianHead(6)))(params), jax.grad(loss(TwoDense()))(params))
+
+
 def test_unknown_names_are_refused():
   with pytest.raises(ValueError, match=r"unknown architecture 'resnet'; valid: \['mlp', 'conv'\]"):
     models.make_vae(architecture="resnet", image_shape=(28, 28, 1), latent_dim=2, hidden=(8,))

@@ -51,6 +51,29 @@ def test_iwae_with_one_sample_equals_the_elbo_value_and_gradient():
                          g_iwae, g_elbo)
 
 
+def test_over_samples_calls_once_for_one_sample_and_equals_vmap():
+  calls = []
+
+  def fn(z):
+    calls.append(z.shape)
+    return jnp.sum(jnp.sin(z) * jnp.arange(1.0, 4.0))
+
+  for num_samples in (1, 4):
+    z = jax.random.normal(jax.random.PRNGKey(num_samples), (num_samples, 3))
+    calls.clear()
+    got = objectives.over_samples(fn, z)
+    assert got.shape == (num_samples,)
+    np.testing.assert_allclose(got, [fn(z_k) for z_k in z], rtol=1e-6)
+    if num_samples == 1:
+      assert calls[0] == (3,)  # fn saw one sample [D], not a unit-batched [1, D]
+  # Under the batch vmap of the train step, and differentiated: the same values as vmap.
+  zs = jax.random.normal(jax.random.PRNGKey(9), (5, 1, 3))
+  batched = lambda over: lambda z: jnp.sum(jax.vmap(lambda zk: over(fn, zk))(zs * z))  # noqa: E731
+  plain_vmap = lambda f, z: jax.vmap(f)(z)  # noqa: E731
+  np.testing.assert_allclose(jax.grad(batched(objectives.over_samples))(1.3),
+                             jax.grad(batched(plain_vmap))(1.3), rtol=1e-6)
+
+
 def test_iwae_bound_rises_with_k_on_average():
   model = _tiny_vae()
   params = model.init(jax.random.PRNGKey(3))

@@ -6,11 +6,13 @@ Randomness always comes from an explicit `key` keyword argument.
 """
 from __future__ import annotations
 
+import functools
 import math
 from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 Array = jax.Array
 _LOG_2PI = math.log(2.0 * math.pi)
@@ -68,7 +70,39 @@ def bernoulli_log_prob(logits: Array, x: Array) -> Array:
   naive x log p + (1-x) log(1-p) is -inf once sigmoid saturates). x may be
   fractional in [0, 1] (continuous Bernoulli without its normaliser, i.e. BCE).
   """
-  return jnp.sum(x * logits - jax.nn.softplus(logits))
+  return jnp.sum(bernoulli_log_density(logits, x))
+
+
+def _softplus_and_sigmoid(logits: Array) -> tuple[Array, Array]:
+  # One exp(-|l|) serves both: softplus = max(l, 0) + log1p(e), sigmoid = (1 or e) / (1 + e).
+  e = jnp.exp(-jnp.abs(logits))
+  return jnp.maximum(logits, 0.0) + jnp.log1p(e), jnp.where(logits >= 0, 1.0, e) / (1.0 + e)
+
+
+@jax.custom_jvp
+def bernoulli_log_density(logits: Array, x: Array) -> Array:
+  """Elementwise x * l - softplus(l), with d/dl = x - sigmoid(l) and d/dx = l.
+
+  The custom JVP takes the sigmoid from the forward pass's exp(-|l|) instead
+  of a second exp in the backward pass (JAX's softplus rule), and the reverse
+  pass keeps x - sigmoid(l) as its one residual: 5% of a batch-1024
+  reference-model step on XLA:CPU (benchmarks/NOTES.md).
+  """
+  return x * logits - _softplus_and_sigmoid(logits)[0]
+
+
+@functools.partial(bernoulli_log_density.defjvp, symbolic_zeros=True)
+def _bernoulli_log_density_jvp(primals, tangents):
+  logits, x = primals
+  logits_dot, x_dot = tangents
+  softplus, sigmoid = _softplus_and_sigmoid(logits)
+  value = x * logits - softplus
+  tangent = jnp.zeros_like(value)
+  if not isinstance(logits_dot, SymbolicZero):
+    tangent = (x - sigmoid) * logits_dot
+  if not isinstance(x_dot, SymbolicZero):
+    tangent = tangent + logits * x_dot
+  return value, tangent
 
 
 def gaussian_log_prob(mean: Array, log_scale: Array, x: Array) -> Array:

@@ -40,8 +40,21 @@ def log_terms(model: VAE, params: Params, x: jax.Array, z: jax.Array,
   `q` is passed in so that estimators can evaluate log q with their own
   stop-gradients (on z, or on the variational parameters).
   """
-  log_px_z = jax.vmap(model.log_likelihood, in_axes=(None, None, 0))(params, x, z)
-  return log_px_z, jax.vmap(q.log_prob)(z), jax.vmap(model.prior().log_prob)(z)
+  log_px_z = over_samples(lambda z_k: model.log_likelihood(params, x, z_k), z)
+  return log_px_z, over_samples(q.log_prob, z), over_samples(model.prior().log_prob, z)
+
+
+def over_samples(fn: Callable[[jax.Array], jax.Array], z: jax.Array) -> jax.Array:
+  """[fn(z_k) for each k] for z [K, ...]: vmap, except that K = 1 calls fn once.
+
+  Same values either way. The single-sample case matters for speed: under the
+  batch vmap a unit sample axis gives each decoder weight-gradient matmul two
+  contracting axes (batch and sample), which XLA:CPU lays out with a transpose
+  copy per layer (benchmarks/NOTES.md).
+  """
+  if z.shape[0] == 1:
+    return jnp.expand_dims(fn(z[0]), 0)
+  return jax.vmap(fn)(z)
 
 
 def sample_terms(model: VAE, params: Params, x: jax.Array, *, key: jax.Array,
