@@ -3,6 +3,7 @@ import datetime
 import json
 import os
 import platform
+import time
 
 import jax
 import numpy as np
@@ -29,3 +30,24 @@ def write(out: str, name: str, result: dict, table: list[str], machine_extra=Non
 def synthetic_images(num: int = 10_000, density: float = 0.3) -> np.ndarray:
   """[num, 28, 28, 1] uint8 random bits, seed 0: MNIST-shaped data for timing only."""
   return (np.random.default_rng(0).random((num, 28, 28, 1)) < density).astype(np.uint8)
+
+
+def interleaved_rates(runs: dict, steps: dict, batch_size: int, repeats: int) -> dict:
+  """{name: [examples/s per block]}: every run(num_steps) once per round, `repeats`
+  rounds, so machine noise hits all of them alike. steps: {name: steps per block}."""
+  rates = {name: [] for name in runs}
+  for _ in range(repeats):
+    for name, run in runs.items():
+      t = time.perf_counter()
+      run(steps[name])
+      rates[name].append(steps[name] * batch_size / (time.perf_counter() - t))
+  return rates
+
+
+def add_timing_args(parser, *, repeats: int) -> None:
+  """The options every side-by-side timing script takes."""
+  parser.add_argument("--batch-sizes", default="20,128,1024")
+  parser.add_argument("--steps-per-dispatch", type=int, default=100)
+  parser.add_argument("--repeats", type=int, default=repeats)
+  parser.add_argument("--block-seconds", type=float, default=1.0)
+  parser.add_argument("--out", required=True)

@@ -20,7 +20,6 @@ import argparse
 import contextlib
 import os
 import sys
-import time
 from typing import Any
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -80,11 +79,7 @@ def reverted(names):
 
 def main():
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-  p.add_argument("--batch-sizes", default="20,128,1024")
-  p.add_argument("--steps-per-dispatch", type=int, default=100)
-  p.add_argument("--repeats", type=int, default=7)
-  p.add_argument("--block-seconds", type=float, default=1.0)
-  p.add_argument("--out", required=True)
+  common.add_timing_args(p, repeats=7)
   args = p.parse_args()
   images = common.synthetic_images()
   records = []
@@ -94,14 +89,9 @@ def main():
       with reverted(names):  # the constructor traces and compiles the step
         config = step_throughput.build_config("reference", "elbo", batch_size, "float32", "none")
         cases[name] = step_throughput.VaejaxCase(config, images)
-    steps = step_throughput.calibrate(lambda n: cases["library"].run(n, args.steps_per_dispatch),
-                                      args.block_seconds, start=8)
-    rates = {name: [] for name in cases}
-    for _ in range(args.repeats):
-      for name, case in cases.items():
-        t = time.perf_counter()
-        case.run(steps, args.steps_per_dispatch)
-        rates[name].append(steps * batch_size / (time.perf_counter() - t))
+    runs = {name: (lambda n, c=case: c.run(n, args.steps_per_dispatch)) for name, case in cases.items()}
+    steps = step_throughput.calibrate(runs["library"], args.block_seconds, start=8)
+    rates = common.interleaved_rates(runs, dict.fromkeys(runs, steps), batch_size, args.repeats)
     for name in cases:
       records.append({"variant": name, "batch_size": batch_size, "rates": rates[name],
                       "examples_per_sec": float(np.median(rates[name])),

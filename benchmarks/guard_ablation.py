@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
@@ -66,11 +65,7 @@ VARIANTS = {"select_and_isfinite": (and_reduced_isfinite, optax_adam),
 def main():
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--models", default="reference,iwae_table1")
-  p.add_argument("--batch-sizes", default="20,128,1024")
-  p.add_argument("--steps-per-dispatch", type=int, default=100)
-  p.add_argument("--repeats", type=int, default=5)
-  p.add_argument("--block-seconds", type=float, default=1.0)
-  p.add_argument("--out", required=True)
+  common.add_timing_args(p, repeats=5)
   args = p.parse_args()
   images = common.synthetic_images()
   records = []
@@ -85,14 +80,9 @@ def main():
           cases[name] = step_throughput.VaejaxCase(config, images)
         finally:
           training._safe_to_apply, experiment.build_optimizer = LIBRARY_GUARD, LIBRARY_OPTIMIZER
-      steps = step_throughput.calibrate(lambda n: cases["skippable_adam"].run(n, args.steps_per_dispatch),
-                                        args.block_seconds, start=8)
-      rates = {name: [] for name in cases}
-      for _ in range(args.repeats):
-        for name, case in cases.items():
-          t = time.perf_counter()
-          case.run(steps, args.steps_per_dispatch)
-          rates[name].append(steps * batch_size / (time.perf_counter() - t))
+      runs = {name: (lambda n, c=case: c.run(n, args.steps_per_dispatch)) for name, case in cases.items()}
+      steps = step_throughput.calibrate(runs["skippable_adam"], args.block_seconds, start=8)
+      rates = common.interleaved_rates(runs, dict.fromkeys(runs, steps), batch_size, args.repeats)
       for name in cases:
         records.append({"model": model, "batch_size": batch_size, "guard": name,
                         "examples_per_sec": float(np.median(rates[name])),

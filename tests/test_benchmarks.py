@@ -110,7 +110,7 @@ def test_step_bounds_times_the_step_and_its_gradient_alone(tmp_path):
   assert optimizer["guard_and_adam_ms"] > 0 and optimizer["bandwidth_gb_per_sec"] > 0
 
 
-def test_gradient_ablation_times_each_revert_and_restores_the_library(tmp_path):
+def test_gradient_ablation_times_each_revert_and_restores_the_library(tmp_path, monkeypatch):
   proc = subprocess.run(
       [sys.executable, str(REPO / "benchmarks" / "gradient_ablation.py"), "--batch-sizes", "8",
        "--repeats", "1", "--block-seconds", "0.05", "--steps-per-dispatch", "4", "--out", str(tmp_path)],
@@ -120,11 +120,26 @@ def test_gradient_ablation_times_each_revert_and_restores_the_library(tmp_path):
   assert [r["variant"] for r in records] == ["library", "vmap_unit_sample_axis", "softplus_autodiff",
                                              "two_head_matmuls", "before"]
   assert all(r["examples_per_sec"] > 0 for r in records)
-  sys.path.insert(0, str(REPO / "benchmarks"))
+  monkeypatch.syspath_prepend(str(REPO / "benchmarks"))
   import gradient_ablation
-  from vaejax import distributions, nets, objectives
+  import jax
+  from vaejax import distributions, estimators, models, nets, objectives
   library = (objectives.over_samples, distributions.bernoulli_log_density, nets.GaussianHead)
+
+  def loss_jaxpr():  # the traced ELBO gradient of a small reference-style model
+    model = models.make_vae(architecture="mlp", image_shape=(4, 4, 1), latent_dim=2, hidden=(8,))
+    loss = objectives.make_batch_loss(model, estimators.make_estimator("elbo", "pathwise").per_example)
+    params = model.init(jax.random.PRNGKey(0))
+    x = jax.numpy.zeros((3, 4, 4, 1))
+    return str(jax.make_jaxpr(jax.grad(lambda p: loss(p, x, key=jax.random.PRNGKey(1))[0]))(params))
+
+  reference = loss_jaxpr()
+  for name in gradient_ablation.REVERTS:  # each revert changes the traced step
+    with gradient_ablation.reverted((name,)):
+      assert loss_jaxpr() != reference, name
   with gradient_ablation.reverted(("sample_axis", "softplus", "heads")):
     assert objectives.over_samples is gradient_ablation.vmap_over_samples
+    assert distributions.bernoulli_log_density is gradient_ablation.softplus_log_density
     assert nets.GaussianHead is gradient_ablation.TwoDenseHead
   assert (objectives.over_samples, distributions.bernoulli_log_density, nets.GaussianHead) == library
+  assert loss_jaxpr() == reference

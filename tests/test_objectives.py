@@ -55,17 +55,19 @@ def test_over_samples_calls_once_for_one_sample_and_equals_vmap():
   calls = []
 
   def fn(z):
-    calls.append(z.shape)
+    calls.append((z.shape, isinstance(z, jax.core.Tracer)))
     return jnp.sum(jnp.sin(z) * jnp.arange(1.0, 4.0))
 
   for num_samples in (1, 4):
     z = jax.random.normal(jax.random.PRNGKey(num_samples), (num_samples, 3))
     calls.clear()
     got = objectives.over_samples(fn, z)
+    if num_samples == 1:  # fn ran once on the concrete sample, not under a vmap
+      assert calls == [((3,), False)]
+    else:
+      assert calls == [((3,), True)]  # traced once under vmap
     assert got.shape == (num_samples,)
     np.testing.assert_allclose(got, [fn(z_k) for z_k in z], rtol=1e-6)
-    if num_samples == 1:
-      assert calls[0] == (3,)  # fn saw one sample [D], not a unit-batched [1, D]
   # Under the batch vmap of the train step, and differentiated: the same values as vmap.
   zs = jax.random.normal(jax.random.PRNGKey(9), (5, 1, 3))
   batched = lambda over: lambda z: jnp.sum(jax.vmap(lambda zk: over(fn, zk))(zs * z))  # noqa: E731

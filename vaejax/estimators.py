@@ -33,7 +33,8 @@ import jax.numpy as jnp
 import optax
 
 from vaejax.models import VAE
-from vaejax.objectives import ElboTerms, draw, elbo_bound, iwae_bound, log_mean_exp, log_terms
+from vaejax.objectives import (ElboTerms, draw, elbo_bound, iwae_bound, log_mean_exp, log_terms,
+                               over_samples)
 
 OBJECTIVE_ESTIMATORS = {
     "elbo": ("pathwise", "stl", "score_function"),
@@ -149,7 +150,7 @@ def make_estimator(objective: str = "elbo", estimator: str = "pathwise", *, beta
             model, enc_params, x, z, jax.tree_util.tree_map(sg, q))
         surrogate += jnp.sum(jnp.square(weights) * (enc_log_px_z + enc_log_pz - enc_log_qz))
       else:  # rws wake-phase encoder: sum_k w_k grad log q(z_k | x), z held fixed
-        surrogate += jnp.sum(weights * jax.vmap(q.log_prob)(sg(z)))
+        surrogate += jnp.sum(weights * over_samples(q.log_prob, sg(z)))
     else:  # vimco: leave-one-out baselines for each sample's score term
       log_w = log_px_z + log_pz - log_qz
       surrogate = bound + jnp.sum(sg(_vimco_signals(log_w)) * log_qz)

@@ -45,7 +45,8 @@ def log_terms(model: VAE, params: Params, x: jax.Array, z: jax.Array,
 
 
 def over_samples(fn: Callable[[jax.Array], jax.Array], z: jax.Array) -> jax.Array:
-  """[fn(z_k) for each k] for z [K, ...]: vmap, except that K = 1 calls fn once.
+  """[fn(z_k) for each k], stacked, for z [K, ...] and fn returning an array: vmap,
+  except that K = 1 calls fn once.
 
   Same values either way. The single-sample case matters for speed: under the
   batch vmap a unit sample axis gives each decoder weight-gradient matmul two
