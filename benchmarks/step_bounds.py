@@ -44,18 +44,15 @@ import step_throughput  # noqa: E402
 from vaejax import experiment, training  # noqa: E402
 
 LIBRARY_STEP = training.make_train_step
-REFERENCE_LAYERS = [(784, 512), (512, 512), (512, 32), (512, 32), (32, 512), (512, 512), (512, 784)]
 
 
 def make_gradient_only_step(loss_fn, optimizer, preprocess, *, axis_name=None):
-  """The library step's keys, preprocessing and gradient, without guard or update."""
+  """The library step's gradient (`training.make_gradient`), without guard or update."""
   del optimizer, axis_name
+  gradient = training.make_gradient(loss_fn, preprocess)
 
   def step(state, batch, example_offset=0):
-    noise_key, binarize_key = jax.random.split(jax.random.fold_in(state.key, state.step))
-    x = preprocess(batch, key=binarize_key, example_offset=example_offset)
-    (_, metrics), grads = jax.value_and_grad(loss_fn, has_aux=True)(
-        state.params, x, key=noise_key, example_offset=example_offset)
+    (_, metrics), grads = gradient(state, batch, example_offset)
     gradient_sum = sum(jnp.sum(g) for g in jax.tree_util.tree_leaves(grads))
     return state.replace(step=state.step + 1), dict(
         metrics, gradient_sum=gradient_sum, skipped=jnp.zeros((), jnp.float32))
@@ -73,11 +70,14 @@ def vaejax_case(batch_size: int, images: np.ndarray, gradient_only: bool):
     training.make_train_step = LIBRARY_STEP
 
 
+def reference_params():
+  config = step_throughput.build_config("reference", "elbo", 128, "float32", "none")
+  return config, experiment.build_model(config, (28, 28, 1)).init(jax.random.PRNGKey(0))
+
+
 def optimizer_only_ms(num_updates: int = 100, repeats: int = 7) -> float:
   """ms per guard + library-optimizer update of the reference model's parameters."""
-  config = step_throughput.build_config("reference", "elbo", 128, "float32", "none")
-  model = experiment.build_model(config, (28, 28, 1))
-  params = model.init(jax.random.PRNGKey(0))
+  config, params = reference_params()
   optimizer = experiment.build_optimizer(config, experiment.build_estimator(config))
   grads = jax.tree_util.tree_map(lambda p: jnp.full_like(p, 1e-3), params)
 
@@ -126,7 +126,7 @@ def main():
   if with_torch and not pytorch_reference.available():
     sys.exit("error: needs PyTorch (pip install torch), or pass --no-torch")
   images = common.synthetic_images()
-  num_params = sum(a * b + b for a, b in REFERENCE_LAYERS)
+  num_params = sum(p.size for p in jax.tree_util.tree_leaves(reference_params()[1]))
   adam_ms = optimizer_only_ms()
   bandwidth = bandwidth_gb_per_sec(num_params)
   print(f"guard + Adam alone: {adam_ms:.3f} ms per update; bandwidth {bandwidth:.1f} GB/s "

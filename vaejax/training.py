@@ -76,6 +76,19 @@ def _safe_to_apply(tree) -> jax.Array:
   return jnp.isfinite(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves))
 
 
+def make_gradient(loss_fn: LossFn, preprocess):
+  """gradient(state, batch, example_offset=0) -> ((loss, metrics), grads): the train
+  step's noise and binarisation keys (from fold_in(state.key, state.step)), its
+  preprocessing, and the gradient of loss_fn at state.params."""
+  def gradient(state: TrainState, batch: jax.Array, example_offset=0):
+    step_key = jax.random.fold_in(state.key, state.step)
+    noise_key, binarize_key = jax.random.split(step_key)
+    x = preprocess(batch, key=binarize_key, example_offset=example_offset)
+    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
+    return grad_fn(state.params, x, key=noise_key, example_offset=example_offset)
+  return gradient
+
+
 def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, preprocess,
                     *, axis_name: str | None = None):
   """Returns train_step(state, batch, example_offset=0) -> (state, metrics).
@@ -88,13 +101,10 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, pr
   an absurd learning rate, yields a non-finite loss on the next step, which
   is then skipped.)
   """
+  gradient = make_gradient(loss_fn, preprocess)
+
   def train_step(state: TrainState, batch: jax.Array, example_offset=0):
-    step_key = jax.random.fold_in(state.key, state.step)
-    noise_key, binarize_key = jax.random.split(step_key)
-    x = preprocess(batch, key=binarize_key, example_offset=example_offset)
-    grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    (loss, metrics), grads = grad_fn(state.params, x, key=noise_key,
-                                     example_offset=example_offset)
+    (loss, metrics), grads = gradient(state, batch, example_offset)
     if axis_name is not None:
       grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
     ok = _safe_to_apply((metrics["loss"], grads))
