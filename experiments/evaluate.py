@@ -60,41 +60,51 @@ def load_run(workdir: str, data_dir=None):
   return config, model, state.params, test, step
 
 
-def pictures(out, model, params, images, labels, activity, key):
+def pictures(out, model, params, examples, labels, activity, key):
+  """PNGs of one run; examples: the test set's example pytree (float images). A
+  conditional model decodes under the condition of the example each row starts from."""
   import jax
   import jax.numpy as jnp
   import numpy as np
-  from vaejax import evaluate, viz
-  decode = jax.jit(jax.vmap(model.mean_image, in_axes=(None, 0)))
+  from vaejax import viz
+  decode = jax.jit(jax.vmap(lambda x, z: model.mean_image(params, x, z)))
   encode = jax.jit(jax.vmap(lambda x: model.posterior(params, x).mean))
-  d = model.latent_dim
-  viz.save_grid(os.path.join(out, "samples.png"),
-                np.asarray(decode(params, jax.random.normal(key, (64, d)))), cols=8)
-  picks = images[:: max(1, len(images) // 32)][:32]
+  take = lambda idx: jax.tree_util.tree_map(lambda a: a[jnp.asarray(idx)], examples)  # noqa: E731
+  repeat = lambda i, n: take(np.full(n, i))  # noqa: E731
+  images = examples["image"]
+  n, d = len(images), model.latent_dim
+  picks = take(np.arange(0, n, max(1, n // 64))[:64])
+  z = jax.vmap(lambda x, k: model.prior(params, x).sample(key=k))(
+      picks, jax.random.split(key, len(picks["image"])))
+  viz.save_grid(os.path.join(out, "samples.png"), np.asarray(decode(picks, z)), cols=8)
+  picks = take(np.arange(0, n, max(1, n // 32))[:32])
   viz.save_grid(os.path.join(out, "reconstructions.png"), viz.interleave_rows(
-      np.asarray(picks), np.asarray(decode(params, encode(picks))), cols=8), cols=8)
+      np.asarray(picks["image"]), np.asarray(decode(picks, encode(picks))), cols=8), cols=8)
+  if d == 0:  # the deterministic baseline: no latent to move through
+    return
   # Interpolations z = (1 - t) z0 + t z1 between test digits of different classes.
   if labels is not None:
     firsts = [int(np.argmax(labels == c)) for c in range(10) if np.any(labels == c)]
     pairs = [(firsts[i], firsts[(i + 3) % len(firsts)]) for i in range(min(5, len(firsts)))]
   else:
-    pairs = [(i, len(images) // 2 + i) for i in range(5)]
+    pairs = [(i, n // 2 + i) for i in range(5)]
   t = jnp.linspace(0.0, 1.0, 10)[:, None]
   strips = []
   for a, b in pairs:
-    z0, z1 = encode(images[jnp.array([a, b])])
-    strips.append(np.asarray(decode(params, (1 - t) * z0 + t * z1)))
+    z0, z1 = encode(take([a, b]))
+    strips.append(np.asarray(decode(repeat(a, 10), (1 - t) * z0 + t * z1)))
   viz.save_grid(os.path.join(out, "interpolations.png"), np.concatenate(strips), cols=10)
   # Traversals over [-3, 3] of the most active dimensions, from one test digit's mean.
-  z = encode(images[:1])[0]
+  z = encode(take([0]))[0]
   dims = np.argsort(-np.asarray(activity))[: min(10, d)]
   values = jnp.linspace(-3.0, 3.0, 9)
-  rows = [np.asarray(decode(params, jnp.tile(z, (9, 1)).at[:, i].set(values))) for i in dims]
+  rows = [np.asarray(decode(repeat(0, 9), jnp.tile(z, (9, 1)).at[:, i].set(values))) for i in dims]
   viz.save_grid(os.path.join(out, "traversals.png"), np.concatenate(rows), cols=9)
   if d == 2:  # the learned manifold: decoded means over a grid of z
     g = jnp.linspace(-3.0, 3.0, 15)
     grid = jnp.stack(jnp.meshgrid(g, g[::-1]), -1).reshape(-1, 2)[:, ::-1]
-    viz.save_grid(os.path.join(out, "manifold.png"), np.asarray(decode(params, grid)), cols=15)
+    viz.save_grid(os.path.join(out, "manifold.png"), np.asarray(decode(repeat(0, 225), grid)),
+                  cols=15)
 
 
 def main(argv):
@@ -118,7 +128,8 @@ def main(argv):
     test = test.spread(_SUBSET.value)
   out = _OUT.value or os.path.join(workdir, "eval")
   os.makedirs(out, exist_ok=True)
-  images = jnp.asarray(test.images, jnp.float32) / test.max_value
+  from vaejax import experiment
+  images = experiment.examples(config, test, as_float=True)  # binarised as the run was trained
   key = jax.random.PRNGKey(_SEED.value)
   ll_key, bound_key, picture_key = jax.random.split(key, 3)
 
@@ -133,7 +144,8 @@ def main(argv):
     m = evaluate.evaluate_dataset(model, est.per_example, params, images, key=bound_key,
                                   batch_size=min(500, len(test)))
     bounds[name] = {k: float(v) for k, v in m.items()}
-  stats = evaluate.latent_statistics(model, params, images)
+  stats = evaluate.latent_statistics(model, params, images) if model.latent_dim else {
+      "activity": np.zeros(0), "kl_per_dim": np.zeros(0), "posterior_means": np.zeros((len(test), 0))}
   activity = np.asarray(stats["activity"])
   num_pixels = int(np.prod(test.images.shape[1:]))
   nll = float(-log_px.mean())
@@ -151,7 +163,7 @@ def main(argv):
       "backend": jax.default_backend(), "jax": jax.__version__,
   }
   pictures(out, model, params, images, test.labels, activity, picture_key)
-  if test.labels is not None:
+  if test.labels is not None and model.latent_dim:
     viz.latent_scatter(os.path.join(out, "latent_scatter.png"),
                        np.asarray(stats["posterior_means"]), test.labels)
   metrics_path = os.path.join(workdir, "metrics.jsonl")

@@ -2,9 +2,12 @@
 
   python _parallel_worker.py MODE STEPS OUT.npz [COORDINATOR NUM_PROCESSES PROCESS_ID]
 
-Trains a small VAE for STEPS steps (two chunks) on fixed synthetic data with the
-given parallel mode and writes the final params (flattened) and metric sums.
+Trains a small VAE (or, with VAEJAX_WORKER_MODEL=cvae, a class-conditioned CVAE
+with a learned prior on labelled batches) for STEPS steps (two chunks) on fixed
+synthetic data with the given parallel mode and writes the final params
+(flattened) and metric sums.
 """
+import os
 import sys
 
 import jax
@@ -18,7 +21,12 @@ mode, steps, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 if len(sys.argv) > 4:
   parallel.initialize_distributed(sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
 
-model = models.make_vae(architecture="mlp", image_shape=(8, 8, 1), latent_dim=4, hidden=(32,))
+conditional = os.environ.get("VAEJAX_WORKER_MODEL") == "cvae"
+if conditional:
+  model = models.cvae.make_cvae(architecture="mlp", image_shape=(8, 8, 1), latent_dim=4,
+                                hidden=(32,), condition="label", prior="learned")
+else:
+  model = models.make_vae(architecture="mlp", image_shape=(8, 8, 1), latent_dim=4, hidden=(32,))
 optimizer = optax.adam(1e-2)
 runner = parallel.make_runner(
     mode, loss_fn=objectives.make_batch_loss(model, estimators.make_estimator("iwae", num_samples=3).per_example),
@@ -28,7 +36,8 @@ images = np.asarray(jax.random.randint(jax.random.PRNGKey(0), (512, 8, 8, 1), 0,
 state = training.create_train_state(model.init(jax.random.PRNGKey(1)), optimizer,
                                     key=jax.random.PRNGKey(2))
 state = runner.put_state(state)
-data = runner.put_data(images)
+labels = np.asarray(jax.random.randint(jax.random.PRNGKey(4), (512,), 0, 10), np.int32)
+data = runner.put_data({"image": images, "label": labels} if conditional else images)
 perm = runner.put_data(np.asarray(jax.random.permutation(jax.random.PRNGKey(3), 512)))
 state, sums1 = runner.chunk(state, data, perm, np.int32(0), np.int32(steps // 2))
 state, sums2 = runner.chunk(state, data, perm, np.int32(steps // 2), np.int32(steps - steps // 2))

@@ -36,6 +36,96 @@ def test_mnist_test_split(data_dir):
   assert ds.labels[:5].tolist() == [7, 2, 1, 0, 4]  # the well-known first test labels
 
 
+@pytest.fixture(scope="module")
+def mnist_train(data_dir):
+  return data.load("mnist", "train", data_dir, download=False)
+
+
+def test_mnist_train_split(mnist_train):
+  ds = mnist_train
+  assert ds.images.shape == (60_000, 28, 28, 1) and ds.images.dtype == np.uint8
+  assert ds.labels.shape == (60_000,) and ds.labels.dtype == np.int32
+  assert ds.max_value == 255 and ds.images.max() == 255
+  assert ds.labels[:5].tolist() == [5, 0, 4, 1, 9]  # the well-known first train labels
+
+
+def _copy_mnist_train(data_dir, tmp_path, *, gzipped: bool, flip: int | None = None):
+  """Writes the train images to tmp_path (gzipped or not, one pixel byte changed when
+  flip is given) beside a copy of the canonical labels file."""
+  src = os.path.join(data_dir, "mnist", "train-images-idx3-ubyte")
+  content = bytearray(open(src, "rb").read())
+  assert content[:4] == b"\x00\x00\x08\x03"  # the data dir holds the rebuilt, uncompressed file
+  if flip is not None:
+    content[16 + flip] ^= 0xFF  # a pixel: the IDX header is 16 bytes
+  name = "train-images-idx3-ubyte" + (".gz" if gzipped else "")
+  (tmp_path / name).write_bytes(gzip.compress(bytes(content), 1) if gzipped else bytes(content))
+  shutil.copy(os.path.join(data_dir, "mnist", "train-labels-idx1-ubyte.gz"), tmp_path)
+
+
+def test_mnist_files_are_verified_by_their_uncompressed_content(tmp_path, data_dir, mnist_train):
+  # The rebuilt training images are stored uncompressed, the labels as the original .gz.
+  assert mnist_train.images.shape[0] == 60_000  # so both passed verification
+  _copy_mnist_train(data_dir, tmp_path, gzipped=True)
+  copy = data.load("mnist", "train", str(tmp_path), download=False)
+  np.testing.assert_array_equal(copy.images, mnist_train.images)
+  np.testing.assert_array_equal(copy.labels, mnist_train.labels)
+
+
+@pytest.mark.parametrize("gzipped", [False, True])
+def test_corrupt_mnist_file_is_refused_with_both_digests(tmp_path, data_dir, gzipped):
+  _copy_mnist_train(data_dir, tmp_path, gzipped=gzipped, flip=12_345)
+  with pytest.raises(data.DataError, match=r"train-images-idx3-ubyte.* is corrupt.*sha256") as e:
+    data.load("mnist", "train", str(tmp_path), download=False)
+  message = str(e.value)
+  assert "\n" not in message and str(tmp_path) in message
+  assert data.MNIST_CHECKSUMS["train-images-idx3-ubyte"][1] in message  # expected
+  assert message.count("sha256 ") == 2  # actual and expected
+
+
+def test_mnist_validation_and_sliced_splits(data_dir, mnist_train):
+  val = data.load("mnist", "validation", data_dir, download=False)
+  assert len(val) == 10_000
+  np.testing.assert_array_equal(val.images, mnist_train.images[50_000:])
+  np.testing.assert_array_equal(val.labels, mnist_train.labels[50_000:])
+  np.testing.assert_array_equal(data.load("mnist", "val", data_dir, download=False).labels, val.labels)
+  head = data.load("mnist", "train[:50000]", data_dir, download=False)
+  assert len(head) == 50_000
+  np.testing.assert_array_equal(head.labels, mnist_train.labels[:50_000])
+  assert len(data.load("mnist", "train[50000:]", data_dir, download=False)) == 10_000
+  test = data.load("mnist", "test[:100]", data_dir, download=False)
+  assert len(test) == 100 and test.labels[:5].tolist() == [7, 2, 1, 0, 4]
+  tail = data.load("mnist", "validation[-3:]", data_dir, download=False)  # a slice of a slice
+  np.testing.assert_array_equal(tail.labels, mnist_train.labels[-3:])
+  assert len(data.load("binarized_mnist", "valid[10:30]", data_dir, download=False)) == 20
+
+
+@pytest.mark.parametrize("split", ["train[a:]", "train[:5", "train[1:2:3]", "train[]", "[:5]", "dev[:5]"])
+def test_malformed_split_lists_the_valid_ones(split):
+  with pytest.raises(data.DataError, match=r"valid: \['train', 'validation', 'test'\]"):
+    data.load("mnist", split, download=False)
+
+
+def test_downloaded_files_are_verified_by_content(tmp_path, data_dir, monkeypatch):
+  # Offline stand-in for TFDS's download manager, which stores files under hashed names.
+  import tensorflow_datasets as tfds
+
+  class FakeManager:
+    def __init__(self, download_dir):
+      self.dir = download_dir
+
+    def download(self, wanted):
+      os.makedirs(self.dir, exist_ok=True)
+      paths = {}
+      for filename in wanted:
+        paths[filename] = os.path.join(self.dir, "cvdf-datasets_mnist_" + filename.replace(".", "Xy3.", 1))
+        shutil.copy(os.path.join(data_dir, "mnist", filename), paths[filename])
+      return paths
+
+  monkeypatch.setattr(data, "_reachable", lambda url: True)
+  monkeypatch.setattr(tfds.download, "DownloadManager", FakeManager)
+  assert data.load("mnist", "test", str(tmp_path)).labels[:5].tolist() == [7, 2, 1, 0, 4]
+
+
 def test_data_dir_from_environment(data_dir, monkeypatch):
   monkeypatch.setenv(data.DATA_DIR_ENV, data_dir)
   assert len(data.load("binarized_mnist", "validation", download=False)) == 10_000
@@ -47,9 +137,9 @@ def test_checksums_come_from_tensorflow_datasets():
       15_680_000, "e6687bfea3f820c174f33b7865140b2a2dd2930ef786f35d45795fc193b5ab2c")
 
 
-def test_missing_file_names_the_file_and_how_to_provide_it(tmp_path, data_dir, monkeypatch):
+def test_missing_file_names_the_file_and_how_to_provide_it(tmp_path, monkeypatch):
   with pytest.raises(data.DataError, match=r"could not find train-images-idx3-ubyte\.gz"):
-    data.load("mnist", "train", data_dir, download=False)
+    data.load("mnist", "train", str(tmp_path), download=False)
   with pytest.raises(data.DataError, match="binarized_mnist_valid.amat"):
     data.load("binarized_mnist", "valid", str(tmp_path), download=False)
   monkeypatch.delenv(data.DATA_DIR_ENV, raising=False)
@@ -82,8 +172,8 @@ def test_truncated_gzip_is_refused(tmp_path, data_dir):
 def test_unknown_dataset_and_split():
   with pytest.raises(data.DataError, match="valid: \\['binarized_mnist', 'mnist'\\]"):
     data.load("cifar", "train")
-  with pytest.raises(data.DataError, match="no split 'valid'"):
-    data.load("mnist", "valid")
+  with pytest.raises(data.DataError, match=r"no split 'dev'; valid: \['train', 'validation', 'test'\]"):
+    data.load("mnist", "dev")
 
 
 @pytest.mark.parametrize("images,match", [

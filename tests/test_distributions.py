@@ -108,3 +108,78 @@ def test_gaussian_log_prob_matches_formula(log_scale):
   s = np.exp(log_scale)
   expected = np.sum(-0.5 * ((np.asarray(x) - np.asarray(mean)) / s) ** 2 - np.log(s) - 0.5 * np.log(2 * np.pi))
   np.testing.assert_allclose(D.gaussian_log_prob(mean, jnp.float32(log_scale), x), expected, rtol=1e-5)
+
+
+_CB_LOGITS = [0.0, 1e-6, -1e-6, 0.3, -0.3, 5.0, -5.0, 40.0, -40.0]
+
+
+def _cb_integral(fn, n=40_001):
+  """Trapezoid rule in float64 over x in [0, 1] of fn(x), fn evaluated by jax."""
+  x = np.linspace(0.0, 1.0, n)
+  y = np.asarray(jax.vmap(fn)(jnp.asarray(x, jnp.float32)), np.float64)
+  return (np.sum(y) - 0.5 * (y[0] + y[-1])) / (n - 1)
+
+
+@pytest.mark.parametrize("logit", _CB_LOGITS)
+def test_continuous_bernoulli_density_integrates_to_one_and_mean_matches(logit):
+  l = jnp.float32(logit)
+  density = lambda x: jnp.exp(D.continuous_bernoulli_log_prob(l, x))  # noqa: E731
+  # At |l| = 40 the mass sits within ~1/40 of an end; 40k points resolve it.
+  np.testing.assert_allclose(_cb_integral(density), 1.0, rtol=1e-4)
+  np.testing.assert_allclose(D.continuous_bernoulli_mean(l),
+                             _cb_integral(lambda x: x * density(x)), rtol=1e-4, atol=1e-6)
+
+
+def test_continuous_bernoulli_log_norm_matches_lambda_formula_and_is_even():
+  l64 = np.array([-20.0, -3.0, -1.0, -0.5, 0.5, 1.0, 3.0, 20.0])
+  lam = 1.0 / (1.0 + np.exp(-l64))
+  want = np.log(2.0 * np.arctanh(1.0 - 2.0 * lam) / (1.0 - 2.0 * lam))
+  got = D.continuous_bernoulli_log_norm(jnp.asarray(l64, jnp.float32))
+  np.testing.assert_allclose(got, want, rtol=1e-6)
+  assert float(D.continuous_bernoulli_log_norm(jnp.float32(0.0))) == pytest.approx(np.log(2.0), rel=1e-7)
+  ls = jnp.array([0.0, 1e-30, 1e-8, 1e-3, 0.2, 0.41, 0.7, 6.0, 90.0, 1e4, 1e30])
+  np.testing.assert_array_equal(D.continuous_bernoulli_log_norm(ls), D.continuous_bernoulli_log_norm(-ls))
+  # Large |l|: ~log|l| (C -> |l|), no overflow.
+  np.testing.assert_allclose(D.continuous_bernoulli_log_norm(jnp.array([1e4, -1e30])),
+                             [np.log(1e4), np.log(1e30)], rtol=1e-6)
+
+
+def test_continuous_bernoulli_log_norm_gradient_finite_and_matches_finite_difference():
+  f = D.continuous_bernoulli_log_norm
+  for l in [0.0, 1e-8, -1e-8, 1e-30, 1e4, -1e30]:
+    g = jax.grad(f)(jnp.float32(l))
+    assert np.isfinite(g), l
+  assert float(jax.grad(f)(jnp.float32(0.0))) == 0.0
+  # d2/dl2 at 0 is 1/6 (series log 2 + l^2 / 12): second order is finite too.
+  np.testing.assert_allclose(jax.grad(jax.grad(f))(jnp.float32(0.0)), 1 / 6, rtol=1e-6)
+  ref = lambda l: np.log(l / np.tanh(l / 2))  # noqa: E731
+  h = 1e-6
+  for l in [0.05, 0.4, -0.42, 1.3, -7.0, 30.0]:
+    fd = (ref(l + h) - ref(l - h)) / (2 * h)
+    np.testing.assert_allclose(jax.grad(f)(jnp.float32(l)), fd, rtol=1e-4)
+    # Closed form: d/dl log(l / tanh(l/2)) = 1/l - 1/sinh(l).
+    np.testing.assert_allclose(fd, 1 / l - 1 / np.sinh(l), rtol=1e-7)
+
+
+def test_continuous_bernoulli_mean_at_zero_extremes_and_symmetry():
+  m = D.continuous_bernoulli_mean
+  assert float(m(jnp.float32(0.0))) == 0.5
+  np.testing.assert_allclose(jax.grad(m)(jnp.float32(0.0)), 1 / 12, rtol=1e-6)
+  ls = jnp.array([1e-30, 1e-8, 0.2, 0.41, 0.7, 6.0, 90.0, 1e4, 1e30])
+  vals, grads = jax.vmap(jax.value_and_grad(m))(jnp.concatenate([ls, -ls]))
+  assert np.all(np.isfinite(vals)) and np.all(np.isfinite(grads)) and np.all(grads >= 0)
+  np.testing.assert_allclose(m(ls) + m(-ls), 1.0, rtol=1e-6)
+  # Small means stay accurate in relative terms: mean(-l) ~ 1/l.
+  np.testing.assert_allclose(m(jnp.array([-1e4, -1e30])), [1e-4, 1e-30], rtol=1e-6)
+  l64 = np.array([-3.0, 0.05, 0.6, 2.0])
+  np.testing.assert_allclose(m(jnp.asarray(l64, jnp.float32)), 1 / (1 - np.exp(-l64)) - 1 / l64, rtol=1e-6)
+
+
+def test_continuous_bernoulli_log_prob_is_bernoulli_plus_normaliser():
+  logits = jnp.array([[-3.0, 0.0, 1e-7], [2.5, -0.7, 45.0]])
+  x = jnp.array([[0.0, 1.0, 1.0], [1.0, 0.0, 1.0]])
+  want = D.bernoulli_log_prob(logits, x) + jnp.sum(D.continuous_bernoulli_log_norm(logits))
+  np.testing.assert_allclose(D.continuous_bernoulli_log_prob(logits, x), want, rtol=1e-6)
+  g = jax.grad(D.continuous_bernoulli_log_prob)(logits, x)
+  np.testing.assert_allclose(g, x - jax.nn.sigmoid(logits) + jax.vmap(jax.vmap(jax.grad(
+      D.continuous_bernoulli_log_norm)))(logits), atol=1e-6)

@@ -20,15 +20,15 @@ from test_train_script import run_train
 WORKER = str(REPO / "tests" / "_parallel_worker.py")
 
 
-def _env(devices):
+def _env(devices, model="vae"):
   env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-             PYTHONPATH=str(REPO))
+             PYTHONPATH=str(REPO), VAEJAX_WORKER_MODEL=model)
   return env
 
 
-def _worker(mode, out, devices=8, extra=(), timeout=300):
+def _worker(mode, out, devices=8, extra=(), timeout=300, model="vae"):
   return subprocess.Popen([sys.executable, WORKER, mode, "10", str(out), *extra],
-                          env=_env(devices), cwd=REPO, stdout=subprocess.PIPE,
+                          env=_env(devices, model), cwd=REPO, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
 
 
@@ -59,6 +59,31 @@ def single_device(tmp_path_factory):
   out = tmp_path_factory.mktemp("none") / "none.npz"
   _finish(_worker("none", out))
   return _params(out)
+
+
+@pytest.fixture(scope="module")
+def single_device_cvae(tmp_path_factory):
+  out = tmp_path_factory.mktemp("none_cvae") / "none.npz"
+  _finish(_worker("none", out, model="cvae"))
+  return _params(out)
+
+
+def test_cvae_on_eight_devices_matches_one_device(single_device_cvae, tmp_path):
+  """Labelled batches (a pytree) through both parallel paths; the learned prior trains."""
+  procs = {mode: _worker(mode, tmp_path / f"{mode}.npz", model="cvae")
+           for mode in ("pmap", "sharding")}
+  for mode, proc in procs.items():
+    _finish(proc)
+    result = _params(tmp_path / f"{mode}.npz")
+    assert int(result["devices"]) == 8 and int(result["step"]) == 10
+    _assert_same(result, single_device_cvae)
+  import jax
+  from vaejax.models import cvae
+  init = cvae.make_cvae(architecture="mlp", image_shape=(8, 8, 1), latent_dim=4, hidden=(32,),
+                        condition="label", prior="learned").init(jax.random.PRNGKey(1))
+  prior = {jax.tree_util.keystr(p): v for p, v in
+           jax.tree_util.tree_flatten_with_path({"prior": init["prior"]})[0]}
+  assert prior and all(not np.allclose(single_device_cvae[k], v) for k, v in prior.items())
 
 
 @pytest.mark.parametrize("mode", ["pmap", "sharding"])

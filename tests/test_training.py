@@ -61,7 +61,7 @@ def test_chunk_equals_the_same_steps_one_by_one():
 def test_non_finite_update_is_skipped_and_counted(opt):
   state, data, _, loss_fn, batch = _setup()
 
-  def poisoned(params, x, *, key, example_offset=0):  # NaN whenever the batch holds a 2
+  def poisoned(params, x, *, key, example_offset=0, step=0):  # NaN whenever the batch holds a 2
     loss, metrics = loss_fn(params, jnp.minimum(x, 1.0), key=key)
     bad = jnp.any(x > 1.0)
     return jnp.where(bad, jnp.nan, loss), dict(metrics, loss=jnp.where(bad, jnp.nan, loss))
@@ -102,7 +102,7 @@ def test_gradient_that_would_overflow_adams_second_moment_is_skipped(opt):
   state, data, _, loss_fn, batch = _setup()
   state = state.replace(opt_state=opt.init(state.params))
 
-  def huge_gradient(params, x, *, key, example_offset=0):
+  def huge_gradient(params, x, *, key, example_offset=0, step=0):
     loss, metrics = loss_fn(params, x, key=key)
     first = jax.tree_util.tree_leaves(params)[0].ravel()[0]
     # Adds 0 to the loss and 1e20 to one gradient element, whatever the param's value.
@@ -136,7 +136,7 @@ def test_update_with_finite_loss_but_non_finite_gradient_is_skipped(opt):
   nan_gradient.defvjp(lambda v: (0.0 * v, None),
                       lambda _, g: (jnp.where(g != 0, jnp.nan, 0.0),))
 
-  def poisoned(params, x, *, key, example_offset=0):
+  def poisoned(params, x, *, key, example_offset=0, step=0):
     loss, metrics = loss_fn(params, jnp.minimum(x, 1.0), key=key)
     first = jax.tree_util.tree_leaves(params)[0]
     loss = loss + jnp.where(jnp.any(x > 1.0), nan_gradient(jnp.sum(first)), 0.0)
@@ -162,7 +162,7 @@ def test_dynamic_binarisation_is_per_example_and_keyed():
 def test_chunk_stops_early_after_consecutive_skips():
   state, data, _, loss_fn, batch = _setup()
   opt = optax.adam(1e-2)
-  nan_loss = lambda p, x, *, key, example_offset=0: (  # noqa: E731
+  nan_loss = lambda p, x, *, key, example_offset=0, step=0: (  # noqa: E731
       jnp.float32(jnp.nan), {"loss": jnp.float32(jnp.nan)})
   step = training.make_train_step(nan_loss, opt, training.make_preprocess(1, False))
   chunk = jax.jit(training.make_train_chunk(step, batch, max_consecutive_skips=3))

@@ -12,6 +12,8 @@ import os
 import ml_collections
 
 from vaejax import data, estimators, models, parallel
+from vaejax.models import cvae
+
 
 class ConfigError(ValueError):
   pass
@@ -23,9 +25,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.dataset = "binarized_mnist"
   c.data_dir = ""
   c.dynamic_binarization = False  # mnist only: resample pixels ~ Bernoulli(gray/255) each step
+  c.validation_split = False  # mnist only: train on train[:50000], also evaluate on the last 10k
   c.train_subset = 0  # 0: the whole split
   c.eval_subset = 0
-  # Model.
+  # Model (vaejax.models: vae | cvae).
+  c.model = "vae"
+  c.condition = "label"  # cvae: label | quadrants
+  c.observed_quadrants = 1  # cvae with condition=quadrants: 1, 2 or 3 observed quadrants
+  c.prior = "standard_normal"  # cvae: standard_normal | learned (a prior network p(z|c))
   c.architecture = "mlp"
   c.hidden = (500,)
   c.latent_dim = 20
@@ -41,6 +48,14 @@ def base_config() -> ml_collections.ConfigDict:
   c.num_samples = 1  # K
   c.beta = 1.0
   c.analytic_kl = True
+  # The ELBO's KL term (objectives.make_kl_penalty): beta warm-up from 0 over N steps,
+  # free bits (nats per latent dimension), capacity control gamma * |KL - C(t)| with
+  # C rising linearly to capacity_max nats over capacity_steps (Burgess et al. 2018).
+  c.kl_warmup_steps = 0
+  c.free_bits = 0.0
+  c.capacity_max = 0.0  # 0: off
+  c.capacity_steps = 0
+  c.capacity_gamma = 1000.0
   # Optimisation.
   c.batch_size = 128
   c.learning_rate = 1e-3
@@ -60,6 +75,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.max_consecutive_skips = 20
   c.eval_batch_size = 1000
+  c.eval_importance_samples = 0  # k > 0: also report the importance-sampled test NLL (k draws)
   c.num_image_samples = 64
   return c
 
@@ -85,6 +101,10 @@ def _at_least(config, key, low):
 def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   """Raises ConfigError naming the first invalid value."""
   _choice(config, "dataset", data.DATASETS)
+  _choice(config, "model", models.MODELS)
+  _choice(config, "condition", cvae.CONDITIONS)
+  _choice(config, "prior", cvae.PRIORS)
+  _choice(config, "observed_quadrants", (1, 2, 3))
   _choice(config, "architecture", models.ARCHITECTURES)
   _choice(config, "likelihood", models.LIKELIHOODS)
   _choice(config, "objective", tuple(estimators.OBJECTIVE_ESTIMATORS))
@@ -95,10 +115,14 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
   _choice(config, "parallel", parallel.MODES)
   from vaejax.nets import ACTIVATIONS
   _choice(config, "activation", tuple(ACTIVATIONS))
-  for key in ("latent_dim", "batch_size", "num_samples", "epochs", "eval_batch_size"):
+  for key in ("batch_size", "num_samples", "epochs", "eval_batch_size"):
     _at_least(config, key, 1)
+  # latent_dim = 0 is the CVAE's deterministic baseline network p(x|c).
+  _at_least(config, "latent_dim", 0 if config.model == "cvae" else 1)
   for key in ("beta", "grad_clip_norm", "num_devices", "train_subset", "eval_subset", "steps_per_dispatch",
-              "log_every", "checkpoint_every", "num_image_samples"):
+              "log_every", "checkpoint_every", "num_image_samples", "kl_warmup_steps",
+              "free_bits", "capacity_max", "capacity_steps", "capacity_gamma",
+              "eval_importance_samples"):
     _at_least(config, key, 0)
   _at_least(config, "keep_checkpoints", 1)
   _at_least(config, "max_consecutive_skips", 1)
@@ -115,9 +139,36 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
   if config.dynamic_binarization and config.dataset != "mnist":
     raise ConfigError("config.dynamic_binarization applies to dataset='mnist' only "
                       "(binarized_mnist is statically binarised)")
-  if config.beta != 1.0 and config.objective != "elbo":
-    raise ConfigError(f"config.beta={config.beta} weights the ELBO's KL; objective="
-                      f"{config.objective!r} has no beta")
+  if config.validation_split and config.dataset != "mnist":
+    raise ConfigError("config.validation_split applies to dataset='mnist' only "
+                      "(binarized_mnist has its own validation split)")
+  binary_data = config.dataset == "binarized_mnist" or config.dynamic_binarization
+  if config.likelihood == "bernoulli" and not binary_data:
+    raise ConfigError(
+        f"config.likelihood='bernoulli' needs 0/1 pixels but dataset={config.dataset!r} is "
+        f"grey-level: set dynamic_binarization=True, or likelihood='continuous_bernoulli' "
+        f"(normalised on [0, 1]), or likelihood='bernoulli_grey' for BCE on grey values "
+        f"(not a log-likelihood)")
+  if config.model == "cvae" and config.condition == "label" and config.dataset != "mnist":
+    raise ConfigError(f"config.model='cvae' with condition='label' needs labelled training "
+                      f"data; dataset={config.dataset!r} has no training labels: use "
+                      f"dataset='mnist'")
+  if config.model != "cvae" and config.prior != "standard_normal":
+    raise ConfigError(f"config.prior={config.prior!r} applies to model='cvae' only")
+  kl_keys = ("kl_warmup_steps", "free_bits", "capacity_max")
+  if config.objective != "elbo":
+    for key in ("beta",) + kl_keys:
+      if config[key] != base_config()[key]:
+        raise ConfigError(f"config.{key}={config[key]} shapes the ELBO's KL term; objective="
+                          f"{config.objective!r} has none")
+  if (config.free_bits or config.capacity_max) and not (
+      config.estimator == "pathwise" and config.analytic_kl):
+    raise ConfigError("config.free_bits and config.capacity_max need the closed-form KL: "
+                      "estimator='pathwise' with analytic_kl=True")
+  if config.free_bits and config.capacity_max:
+    raise ConfigError("config.free_bits and config.capacity_max are alternatives; set one")
+  if config.capacity_max and config.beta != 1.0:
+    raise ConfigError("config.capacity_max replaces beta by capacity_gamma; leave beta=1")
   if config.baseline != "none" and config.estimator != "score_function":
     raise ConfigError(f"config.baseline={config.baseline!r} applies to estimator='score_function' only")
   if config.estimator == "vimco" and config.num_samples < 2:

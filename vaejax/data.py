@@ -3,13 +3,20 @@
 Sources, tried in order for `load(name, split, data_dir=...)`:
   1. a prepared TFDS data set under data_dir (read with `tfds.data_source`,
      array_record format, no TensorFlow needed);
-  2. the canonical raw files in data_dir (or data_dir/<name>/): `*.amat[.gz]`
-     for binarized_mnist, IDX `*-ubyte.gz` for mnist, each verified against the
-     size and sha256 that the installed tensorflow-datasets records;
+  2. the canonical raw files in data_dir (or data_dir/<name>/), each either
+     gzipped or not: `*.amat` for binarized_mnist, IDX `*-ubyte` for mnist;
   3. a download of those raw files through TFDS's download manager (needs a
-     network), into data_dir/downloads, verified the same way.
+     network), into data_dir/downloads.
+Raw files are verified by the size and sha256 of their uncompressed content,
+against the installed tensorflow-datasets' record for binarized_mnist and the
+published digests in MNIST_CHECKSUMS for mnist (TFDS records only mnist's .gz
+downloads, which a rebuilt or decompressed copy cannot match).
 data_dir comes from the caller or the VAEJAX_DATA_DIR environment variable,
 else TFDS's default (~/tensorflow_datasets or $TFDS_DATA_DIR).
+
+Splits: "train", "validation" (or "valid"/"val"), "test", or a TFDS-style slice of
+one with integer bounds and python semantics: "train[:50000]", "test[-1000:]".
+MNIST's "validation" is the last 10,000 of its 60,000 "train" images.
 """
 from __future__ import annotations
 
@@ -18,6 +25,7 @@ import glob
 import gzip
 import hashlib
 import os
+import re
 import socket
 import urllib.parse
 from typing import Optional
@@ -26,7 +34,7 @@ import numpy as np
 
 DATA_DIR_ENV = "VAEJAX_DATA_DIR"
 IMAGE_SHAPE = (28, 28, 1)
-# TFDS split name -> raw file of each data set.
+# TFDS split name -> raw file of each data set (as TFDS downloads it).
 _RAW_FILES = {
     "binarized_mnist": {"train": ("binarized_mnist_train.amat",),
                         "validation": ("binarized_mnist_valid.amat",),
@@ -35,6 +43,20 @@ _RAW_FILES = {
               "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")},
 }
 DATASETS = tuple(_RAW_FILES)
+# Splits cut from another split's files: name -> (that split, its rows).
+_DERIVED_SPLITS = {"mnist": {"validation": ("train", slice(50_000, None))}}
+_SPLIT_ALIASES = {"valid": "validation", "val": "validation"}
+# The widely published size and sha256 of each canonical MNIST IDX file, uncompressed.
+MNIST_CHECKSUMS = {
+    "train-images-idx3-ubyte": (
+        47_040_016, "ba891046e6505d7aadcbbe25680a0738ad16aec93bde7f9b65e87a2fc25776db"),
+    "train-labels-idx1-ubyte": (
+        60_008, "65a50cbbf4e906d70832878ad85ccda5333a97f0f4c3dd2ef09a8a9eef7101c5"),
+    "t10k-images-idx3-ubyte": (
+        7_840_016, "0fa7898d509279e482958e8ce81c8e77db3f2f8254e26661ceb7762c4d494ce7"),
+    "t10k-labels-idx1-ubyte": (
+        10_008, "ff7bcfd416de33731a308c3f266cc351222c34898ecbeaf847f06e48f7ec33f2"),
+}
 # The binarized-MNIST test split is the MNIST test set sorted by class, in
 # contiguous blocks of these sizes (class 0 first), so its labels are known.
 BINARIZED_TEST_CLASS_COUNTS = (980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009)
@@ -63,7 +85,7 @@ class Dataset:
     by class (the binarized-MNIST test split)."""
     return self.select(np.linspace(0, len(self) - 1, min(n, len(self))).round().astype(int))
 
-  def select(self, index: np.ndarray) -> "Dataset":
+  def select(self, index: np.ndarray | slice) -> "Dataset":
     labels = None if self.labels is None else self.labels[index]
     return Dataset(self.images[index], labels, self.max_value)
 
@@ -76,17 +98,32 @@ def _default_tfds_dir() -> str:
   return os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
 
 
-def _normalise_split(name: str, split: str) -> str:
+def splits(name: str) -> list[str]:
+  """The split names of a data set (each also accepted sliced, e.g. 'train[:1000]')."""
   if name not in _RAW_FILES:
     raise DataError(f"unknown dataset {name!r}; valid: {list(DATASETS)}")
-  canonical = {"valid": "validation", "val": "validation"}.get(split, split)
-  if canonical not in _RAW_FILES[name]:
-    raise DataError(f"dataset {name!r} has no split {split!r}; valid: {list(_RAW_FILES[name])}")
-  return canonical
+  names = set(_RAW_FILES[name]) | set(_DERIVED_SPLITS.get(name, {}))
+  return [s for s in ("train", "validation", "test") if s in names]
+
+
+def _normalise_split(name: str, split: str) -> tuple[str, tuple[slice, ...]]:
+  """'validation[:100]' -> ('train', (slice(50000, None), slice(None, 100))) for mnist:
+  the split whose files hold it and the row slices to apply, in order."""
+  valid = splits(name)
+  match = re.fullmatch(r"(\w+)(?:\[(-?\d+)?:(-?\d+)?\])?", split, re.ASCII)
+  base = _SPLIT_ALIASES.get(match[1], match[1]) if match else None
+  if base not in valid:
+    raise DataError(f"dataset {name!r} has no split {split!r}; valid: {valid} (or "
+                    f"'valid'/'val'), or a slice of one with integer bounds such as 'train[:1000]'")
+  source, rows = _DERIVED_SPLITS.get(name, {}).get(base, (base, slice(None)))
+  return source, (rows, slice(*(None if b is None else int(b) for b in match.group(2, 3))))
 
 
 def expected_checksums(name: str) -> dict[str, tuple[int, str]]:
-  """filename -> (size in bytes, sha256) as recorded by tensorflow-datasets."""
+  """filename -> (size in bytes, sha256) of each canonical file's uncompressed content:
+  MNIST_CHECKSUMS for mnist, else as recorded by tensorflow-datasets."""
+  if name == "mnist":
+    return dict(MNIST_CHECKSUMS)
   import tensorflow_datasets as tfds  # heavy import, only when verifying files
   infos = tfds.builder_cls(name).url_infos
   return {info.filename or url.rsplit("/", 1)[-1]: (int(info.size), info.checksum)
@@ -95,8 +132,16 @@ def expected_checksums(name: str) -> dict[str, tuple[int, str]]:
 
 def load(name: str, split: str, data_dir: Optional[str] = None, *,
          download: bool = True) -> Dataset:
-  """Loads one split as a compact uint8 `Dataset` (see module docstring for sources)."""
-  split = _normalise_split(name, split)
+  """Loads one split (see module docstring for split names and sources) as a compact
+  uint8 `Dataset`: images [N, 28, 28, 1], labels int32 [N] where known."""
+  source, rows = _normalise_split(name, split)
+  dataset = _load_split(name, source, data_dir, download)
+  for index in rows:
+    dataset = dataset.select(index)
+  return dataset
+
+
+def _load_split(name: str, split: str, data_dir: Optional[str], download: bool) -> Dataset:
   data_dir = resolve_data_dir(data_dir)
   search_dir = data_dir or _default_tfds_dir()  # TFDS's own default location
   if _tfds_prepared(name, search_dir):
@@ -111,15 +156,18 @@ def load(name: str, split: str, data_dir: Optional[str] = None, *,
       where += f"; no data directory was given (pass --config.data_dir=DIR or set ${DATA_DIR_ENV})"
     raise DataError(
         f"{name} split {split!r}: could not find {missing} {where}. Provide the canonical "
-        f"files in that folder (binarized_mnist: .amat or .amat.gz; mnist: the IDX .gz files), or a TFDS data set prepared there in "
+        f"files in that folder (each gzipped or not), or a TFDS data set prepared there in "
         f"array_record format, or run on a machine with network access so they can be downloaded.")
   checksums = expected_checksums(name)
+  # Downloaded files carry TFDS's hashed names, so each is checked as the file it stands for.
+  contents = [_read_verified(path, filename.removesuffix(".gz"), checksums)
+              for path, filename in zip(paths, _RAW_FILES[name][split])]
   if name == "binarized_mnist":
-    images = _parse_amat(_read_verified(paths[0], checksums, decompressed=True), paths[0])
+    images = _parse_amat(contents[0], paths[0])
     labels = _binarized_test_labels() if split == "test" else None
     return Dataset(images, labels, max_value=1)
-  images = _parse_idx(_read_verified(paths[0], checksums, decompressed=False), paths[0], ndim=3)
-  labels = _parse_idx(_read_verified(paths[1], checksums, decompressed=False), paths[1], ndim=1)
+  images = _parse_idx(contents[0], paths[0], ndim=3)
+  labels = _parse_idx(contents[1], paths[1], ndim=1)
   if len(labels) != len(images):
     raise DataError(f"{paths[0]} has {len(images)} images but {paths[1]} has {len(labels)} labels")
   return Dataset(images[..., None], labels.astype(np.int32), max_value=255)
@@ -135,7 +183,7 @@ def _find_raw_files(name: str, split: str, data_dir: Optional[str]) -> Optional[
   folders = [data_dir, os.path.join(data_dir, name), os.path.join(data_dir, "downloads")]
   found = []
   for filename in _RAW_FILES[name][split]:
-    stem = filename[:-3] if filename.endswith(".gz") else filename
+    stem = filename.removesuffix(".gz")
     candidates = [os.path.join(f, n) for f in folders for n in (stem, stem + ".gz")]
     hit = next((c for c in candidates if os.path.isfile(c)), None)
     if hit is None:
@@ -144,33 +192,23 @@ def _find_raw_files(name: str, split: str, data_dir: Optional[str]) -> Optional[
   return found
 
 
-def _read_verified(path: str, checksums: dict, *, decompressed: bool) -> bytes:
-  """Reads `path` and checks it against TFDS's record for the canonical file.
-
-  decompressed=True: the record describes the uncompressed content (binarized
-  MNIST's .amat); False: it describes the file as stored (MNIST's .gz files).
-  """
+def _read_verified(path: str, filename: str, checksums: dict) -> bytes:
+  """The uncompressed content of `path` (gzipped or not), once its size and sha256
+  match checksums[filename], the record of the canonical uncompressed file."""
   with open(path, "rb") as f:
     raw = f.read()
-  is_gz = raw[:2] == b"\x1f\x8b"
   try:
-    content = gzip.decompress(raw) if is_gz else raw
+    content = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
   except (OSError, EOFError) as e:
     raise DataError(f"{path} is not a readable gzip file ({e}); replace it with the canonical file") from e
-  base = os.path.basename(path)
-  canonical = base if base in checksums else base + ".gz" if base + ".gz" in checksums else base[:-3]
-  if canonical not in checksums:
-    raise DataError(f"no TFDS checksum is recorded for {base}")
-  size, sha256 = checksums[canonical]
-  checked = content if decompressed else raw
-  if not decompressed and not is_gz:
-    # MNIST's record is of the .gz file; a decompressed copy cannot be checked against it.
-    raise DataError(f"{path}: expected the gzipped canonical file {canonical}")
-  digest = hashlib.sha256(checked).hexdigest()
-  if len(checked) != size or digest != sha256:
+  if filename not in checksums:
+    raise DataError(f"no checksum is recorded for {filename}")
+  size, sha256 = checksums[filename]
+  digest = hashlib.sha256(content).hexdigest()
+  if len(content) != size or digest != sha256:
     raise DataError(
-        f"{path} is corrupt or not the canonical {canonical}: got {len(checked)} bytes with "
-        f"sha256 {digest}, expected {size} bytes with sha256 {sha256}. Replace it with a fresh copy.")
+        f"{path} is corrupt or not the canonical {filename}: its content has {len(content)} bytes "
+        f"with sha256 {digest}, expected {size} bytes with sha256 {sha256}. Replace it with a fresh copy.")
   return content
 
 
@@ -264,3 +302,15 @@ def check_images(images: np.ndarray, *, what: str, binary: bool = False) -> None
                       f"[{images.min():g}, {images.max():g}]")
   if binary and not np.isin(np.unique(images), (0, 1)).all():
     raise DataError(f"{what}: a statically binarised data set must hold only 0 and 1")
+
+
+def check_labels(labels: Optional[np.ndarray], *, num_classes: int, what: str) -> None:
+  """Raises DataError when a model needs class labels that are missing or outside
+  [0, num_classes)."""
+  if labels is None:
+    raise DataError(f"{what}: the model needs class labels, and this split has none")
+  labels = np.asarray(labels)
+  if labels.size and (labels.min() < 0 or labels.max() >= num_classes):
+    bad = int(np.argmax((labels < 0) | (labels >= num_classes)))
+    raise DataError(f"{what}: label {int(labels[bad])} of example {bad} is outside "
+                    f"[0, {num_classes})")

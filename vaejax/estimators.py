@@ -32,9 +32,9 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vaejax.models import VAE
-from vaejax.objectives import (ElboTerms, draw, elbo_bound, iwae_bound, log_mean_exp, log_terms,
-                               over_samples)
+from vaejax.models import LatentVariableModel, image_of
+from vaejax.objectives import (ElboTerms, KLPenalty, draw, iwae_bound, log_mean_exp, log_terms,
+                               make_kl_penalty, over_samples)
 
 OBJECTIVE_ESTIMATORS = {
     "elbo": ("pathwise", "stl", "score_function"),
@@ -46,11 +46,11 @@ sg = jax.lax.stop_gradient
 
 
 class Estimator(NamedTuple):
-  """per_example(model, params, x, *, key) -> (surrogate, metrics); init_params(key,
-  model) -> extra params merged into the model's (e.g. {"baseline": ...})."""
+  """per_example(model, params, x, *, key, step=0) -> (surrogate, metrics);
+  init_params(key, model) -> extra params merged into the model's (e.g. {"baseline": ...})."""
   name: str
   per_example: Callable
-  init_params: Callable[[jax.Array, VAE], dict]
+  init_params: Callable[[jax.Array, LatentVariableModel], dict]
   baseline: str = "none"
   baseline_decay: float = 0.99
 
@@ -68,7 +68,7 @@ class BaselineNet(nn.Module):
 
   @nn.compact
   def __call__(self, x):
-    h = jnp.tanh(nn.Dense(self.hidden)(x.reshape(-1)))
+    h = jnp.tanh(nn.Dense(self.hidden)(image_of(x).reshape(-1)))
     return nn.Dense(1)(h)[0]
 
 
@@ -80,14 +80,24 @@ def _metrics(log_px_z, kl, iwae=None):
   return m
 
 
-def _stop_params(params, *groups):
-  return {k: (jax.tree_util.tree_map(sg, v) if k in groups else v) for k, v in params.items()}
+def _stop_params(params, groups, *, inside: bool):
+  """params with stop_gradient on the top-level groups in `groups` (inside=True)
+  or on every other group (inside=False)."""
+  return {k: (jax.tree_util.tree_map(sg, v) if (k in groups) == inside else v)
+          for k, v in params.items()}
 
 
 def make_estimator(objective: str = "elbo", estimator: str = "pathwise", *, beta: float = 1.0,
                    num_samples: int = 1, analytic_kl: bool = True, baseline: str = "none",
-                   baseline_decay: float = 0.99) -> Estimator:
-  """The estimator `estimator` of `objective` (see the module docstring)."""
+                   baseline_decay: float = 0.99,
+                   kl_penalty: KLPenalty | None = None) -> Estimator:
+  """The estimator `estimator` of `objective` (see the module docstring).
+
+  kl_penalty: the ELBO's KL term (`objectives.make_kl_penalty`: warm-up, free
+  bits, capacity); default beta * KL. Schedules other than warm-up need the
+  closed-form KL (the pathwise estimator with analytic_kl).
+  Raises ValueError for an unknown or inapplicable name or setting.
+  """
   if objective not in OBJECTIVE_ESTIMATORS:
     raise ValueError(f"unknown objective {objective!r}; valid: {list(OBJECTIVE_ESTIMATORS)}")
   if estimator not in OBJECTIVE_ESTIMATORS[objective]:
@@ -101,35 +111,41 @@ def make_estimator(objective: str = "elbo", estimator: str = "pathwise", *, beta
     raise ValueError("vimco needs num_samples >= 2 (its baselines leave one sample out)")
   K = num_samples
   name = display_name(objective, estimator)
+  penalty = kl_penalty or make_kl_penalty(beta=beta)
 
-  def ae(model, params, x, *, key):
+  def ae(model, params, x, *, key, step=0):
     recon = -model.log_likelihood(params, x, model.posterior(params, x).mean)
     return -recon, {"loss": recon, "recon": recon}
 
-  def elbo(model, params, x, *, key):
+  def elbo(model, params, x, *, key, step=0):
     q = model.posterior(params, x)
     z = draw(q, key=key, num_samples=K)
     if estimator == "score_function":
       z = sg(z)  # a plain sample: the encoder learns through log q only
     q_density = jax.tree_util.tree_map(sg, q) if estimator == "stl" else q
-    terms = ElboTerms(*log_terms(model, params, x, z, q_density), kl=q.kl_to_standard_normal())
+    kl_per_dim = model.kl_per_dim(params, x, q)
+    terms = ElboTerms(*log_terms(model, params, x, z, q_density), kl=jnp.sum(kl_per_dim))
     # STL needs the Monte-Carlo KL: the score term it drops lives in log q.
-    value = elbo_bound(terms, beta=beta, analytic_kl=analytic_kl and estimator != "stl")
+    if analytic_kl and estimator != "stl":
+      value = jnp.mean(terms.log_px_z) - penalty.penalty(kl_per_dim, step)
+    else:
+      value = jnp.mean(terms.log_px_z) - penalty.weight(step) * jnp.mean(
+          terms.log_qz_x - terms.log_pz)
     surrogate = value
     if estimator == "score_function":
       signal = terms.log_px_z
       if not analytic_kl:
-        signal = signal + beta * (terms.log_pz - terms.log_qz_x)
+        signal = signal + penalty.weight(step) * (terms.log_pz - terms.log_qz_x)
       b, fit_baseline = _baseline(params, x, jnp.mean(signal))
       surrogate = value + jnp.mean(sg(signal - b) * terms.log_qz_x) + fit_baseline
     return surrogate, dict(_metrics(terms.log_px_z, terms.kl), loss=-value)
 
-  def iwae(model, params, x, *, key):
+  def iwae(model, params, x, *, key, step=0):
     q = model.posterior(params, x)
     z = draw(q, key=key, num_samples=K)
     if estimator == "vimco":
       z = sg(z)  # score function: no pathwise gradient through z
-    terms = ElboTerms(*log_terms(model, params, x, z, q), kl=q.kl_to_standard_normal())
+    terms = ElboTerms(*log_terms(model, params, x, z, q), kl=jnp.sum(model.kl_per_dim(params, x, q)))
     log_px_z, log_qz, log_pz = terms.log_px_z, terms.log_qz_x, terms.log_pz
     bound = iwae_bound(terms)
     if estimator == "pathwise":
@@ -138,14 +154,15 @@ def make_estimator(objective: str = "elbo", estimator: str = "pathwise", *, beta
       _, log_qz_sg, _ = log_terms(model, params, x, z, jax.tree_util.tree_map(sg, q))
       surrogate = log_mean_exp(log_px_z + log_pz - log_qz_sg)
     elif estimator in ("dreg", "rws"):
-      # Decoder: the IWAE gradient sum_k w_k grad log p(x, z_k), z held fixed.
-      dec_params = _stop_params(params, "encoder")
-      dec_log_px_z, _, _ = log_terms(model, dec_params, x, sg(z), q)
-      surrogate = log_mean_exp(dec_log_px_z + sg(log_pz) - sg(log_qz))
+      # Generative model (decoder and any learned prior): the IWAE gradient
+      # sum_k w_k grad log p(x, z_k), z held fixed.
+      gen_params = _stop_params(params, model.inference_groups, inside=True)
+      gen_log_px_z, _, gen_log_pz = log_terms(model, gen_params, x, sg(z), q)
+      surrogate = log_mean_exp(gen_log_px_z + gen_log_pz - sg(log_qz))
       weights = sg(jax.nn.softmax(log_px_z + log_pz - log_qz))
       if estimator == "dreg":
         # Encoder: sum_k w_k^2 d log w_k / d z_k dz_k/dphi, log q at fixed parameters.
-        enc_params = _stop_params(params, "decoder", "likelihood")
+        enc_params = _stop_params(params, model.inference_groups, inside=False)
         enc_log_px_z, enc_log_qz, enc_log_pz = log_terms(
             model, enc_params, x, z, jax.tree_util.tree_map(sg, q))
         surrogate += jnp.sum(jnp.square(weights) * (enc_log_px_z + enc_log_pz - enc_log_qz))

@@ -14,21 +14,23 @@ import math
 import jax
 import jax.numpy as jnp
 
-from vaejax.models import VAE, Params
-from vaejax.objectives import Metrics, PerExampleObjective, example_keys, log_terms
+from vaejax.models import LatentVariableModel, Params
+from vaejax.objectives import Metrics, PerExampleObjective, batch_size_of, example_keys, log_terms
 
 
 @functools.partial(jax.jit, static_argnames=("model", "objective", "batch_size"))
-def evaluate_dataset(model: VAE, objective: PerExampleObjective, params: Params,
-                     images: jax.Array, *, key: jax.Array, batch_size: int) -> Metrics:
+def evaluate_dataset(model: LatentVariableModel, objective: PerExampleObjective, params: Params,
+                     images, *, key: jax.Array, batch_size: int) -> Metrics:
   """Mean per-example metrics over a whole data set kept on device.
 
-  images: [N, H, W, C] float in [0, 1]. Runs `lax.map` over fixed-size chunks
-  (padded, padding masked out) so memory stays bounded and one compile serves.
+  images: the data set's examples, [N, H, W, C] float in [0, 1] or a pytree of
+  [N, ...] arrays ({"image": ..., "label": ...}). Runs `lax.map` over
+  fixed-size chunks (padded, padding masked out) so memory stays bounded and
+  one compile serves.
   """
-  n = images.shape[0]
+  n = batch_size_of(images)
   chunks, valid = _padded_batches(images, batch_size)
-  keys = example_keys(key, valid.shape[0]).reshape(chunks.shape[:2] + (-1,))
+  keys = example_keys(key, valid.shape[0]).reshape(valid_shape(chunks) + (-1,))
 
   def chunk_metrics(args):
     xs, ks = args
@@ -40,23 +42,30 @@ def evaluate_dataset(model: VAE, objective: PerExampleObjective, params: Params,
       lambda m: jnp.sum(jnp.where(valid, m.reshape(-1), 0.0)) / n, per_example)
 
 
-def _padded_batches(images: jax.Array, batch_size: int):
-  """[N, ...] -> ([num_batches, batch_size, ...] zero-padded, validity mask [num_batches * batch_size])."""
-  n = images.shape[0]
+def _padded_batches(examples, batch_size: int):
+  """Pytree of [N, ...] -> (pytree of [num_batches, batch_size, ...] zero-padded,
+  validity mask [num_batches * batch_size])."""
+  n = batch_size_of(examples)
   num_batches = -(-n // batch_size)
   pad = num_batches * batch_size - n
-  padded = jnp.concatenate([images, jnp.zeros((pad,) + images.shape[1:], images.dtype)])
-  return (padded.reshape((num_batches, batch_size) + images.shape[1:]),
-          jnp.arange(num_batches * batch_size) < n)
+
+  def pad_leaf(a):
+    a = jnp.asarray(a)
+    padded = jnp.concatenate([a, jnp.zeros((pad,) + a.shape[1:], a.dtype)])
+    return padded.reshape((num_batches, batch_size) + a.shape[1:])
+
+  return jax.tree_util.tree_map(pad_leaf, examples), jnp.arange(num_batches * batch_size) < n
 
 
 @functools.partial(jax.jit, static_argnames=("model", "num_samples", "chunk_size", "batch_size"))
-def importance_log_likelihood(model: VAE, params: Params, images: jax.Array, *, key: jax.Array,
-                              num_samples: int = 5000, chunk_size: int = 500,
+def importance_log_likelihood(model: LatentVariableModel, params: Params, images, *,
+                              key: jax.Array, num_samples: int = 5000, chunk_size: int = 500,
                               batch_size: int = 100) -> jax.Array:
-  """log p(x) ~= log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x): [N].
+  """log p(x) ~= log (1/k) sum_i p(x, z_i) / q(z_i|x), z_i ~ q(z|x): [N] nats.
 
-  images: [N, H, W, C] float in [0, 1]. Sample i of example n uses the key
+  For a conditional model this is log p(x|c) (a CVAE on quadrants: the
+  log-likelihood of the missing pixels given the observed ones). images: [N,
+  H, W, C] float in [0, 1], or a pytree of examples. Sample i of example n uses the key
   fold_in(fold_in(key, n), i), so the estimate does not depend on chunk_size
   or batch_size; a running logsumexp over chunks of `chunk_size` samples keeps
   memory at batch_size * chunk_size decoder outputs.
@@ -64,7 +73,7 @@ def importance_log_likelihood(model: VAE, params: Params, images: jax.Array, *, 
   if num_samples % chunk_size:
     raise ValueError(f"num_samples={num_samples} must be a multiple of chunk_size={chunk_size}")
   batches, valid = _padded_batches(images, batch_size)
-  keys = example_keys(key, valid.shape[0]).reshape(batches.shape[:2] + (-1,))
+  keys = example_keys(key, valid.shape[0]).reshape(valid_shape(batches) + (-1,))
 
   def one_example(x, example_key):
     q = model.posterior(params, x)
@@ -80,11 +89,16 @@ def importance_log_likelihood(model: VAE, params: Params, images: jax.Array, *, 
     return total - math.log(num_samples)
 
   per_batch = jax.lax.map(lambda args: jax.vmap(one_example)(*args), (batches, keys))
-  return per_batch.reshape(-1)[: images.shape[0]]
+  return per_batch.reshape(-1)[: batch_size_of(images)]
+
+
+def valid_shape(batches) -> tuple[int, int]:
+  """(num_batches, batch_size) of a padded batch pytree."""
+  return jax.tree_util.tree_leaves(batches)[0].shape[:2]
 
 
 @functools.partial(jax.jit, static_argnames=("model", "batch_size"))
-def latent_statistics(model: VAE, params: Params, images: jax.Array, *,
+def latent_statistics(model: LatentVariableModel, params: Params, images, *,
                       batch_size: int = 500) -> dict[str, jax.Array]:
   """Posterior statistics over a data set.
 
@@ -96,11 +110,10 @@ def latent_statistics(model: VAE, params: Params, images: jax.Array, *,
 
   def stats(x):
     q = model.posterior(params, x)
-    kl = 0.5 * (jnp.exp(q.log_var) + jnp.square(q.mean) - 1.0 - q.log_var)
-    return q.mean, kl
+    return q.mean, model.kl_per_dim(params, x, q)
 
   means, kls = jax.lax.map(jax.vmap(stats), batches)
-  n = images.shape[0]
+  n = batch_size_of(images)
   means = means.reshape(-1, means.shape[-1])[:n]
   kls = kls.reshape(-1, kls.shape[-1])[:n]
   return {"activity": jnp.var(means, axis=0), "kl_per_dim": jnp.mean(kls, axis=0),

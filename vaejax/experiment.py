@@ -8,6 +8,7 @@ reconstructions.png. A workdir with checkpoints resumes from the newest one.
 from __future__ import annotations
 
 import json
+import math
 import os
 import time
 from typing import Any
@@ -33,24 +34,23 @@ def config_to_dict(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json())
 
 
-def build_model(config, image_shape) -> models.VAE:
-  hidden = config.hidden if isinstance(config.hidden, (tuple, list)) else (config.hidden,)
-  return models.make_vae(architecture=config.architecture, image_shape=image_shape,
-                         latent_dim=config.latent_dim, hidden=hidden,
-                         likelihood=config.likelihood, activation=config.activation,
-                         gaussian_scale=config.gaussian_scale,
-                         compute_dtype=config.compute_dtype)
+def build_model(config, image_shape) -> models.LatentVariableModel:
+  return models.make(config, image_shape)
 
 
 def build_estimator(config, *, for_eval: bool = False) -> estimators.Estimator:
   if for_eval:  # test metrics: the plain ELBO (and IWAE-K when trained on it), beta = 1
-    if config.objective == "iwae":
-      return estimators.make_estimator("iwae", num_samples=config.num_samples)
+    if config.objective in ("iwae", "ae"):  # an AE has no posterior variance: recon only
+      return estimators.make_estimator(config.objective, num_samples=config.num_samples)
     return estimators.make_estimator("elbo")
+  penalty = objectives.make_kl_penalty(
+      beta=config.beta, warmup_steps=config.kl_warmup_steps, free_bits=config.free_bits,
+      capacity_max=config.capacity_max, capacity_steps=config.capacity_steps,
+      capacity_gamma=config.capacity_gamma)
   return estimators.make_estimator(
       config.objective, config.estimator, beta=config.beta, num_samples=config.num_samples,
       analytic_kl=config.analytic_kl, baseline=config.baseline,
-      baseline_decay=config.baseline_decay)
+      baseline_decay=config.baseline_decay, kl_penalty=penalty)
 
 
 def learning_rate(config, steps_per_epoch: int):
@@ -80,21 +80,50 @@ def build_optimizer(config, estimator: estimators.Estimator,
   return estimators.make_optimizer(adam, estimator)
 
 
-def load_data(config) -> tuple[data.Dataset, data.Dataset]:
+def load_data(config) -> tuple[data.Dataset, dict[str, data.Dataset]]:
+  """(train set, {"test": ..., ["validation": ...]}), checked for the model's needs."""
   data_dir = config.data_dir or None
-  train = data.load(config.dataset, "train", data_dir)
-  test = data.load(config.dataset, "test", data_dir)
+  train_split = "train[:50000]" if config.validation_split else "train"
+  train = data.load(config.dataset, train_split, data_dir)
+  evals = {"test": data.load(config.dataset, "test", data_dir)}
+  if config.validation_split:
+    evals["validation"] = data.load(config.dataset, "validation", data_dir)
   if config.train_subset:
     train = train.take(config.train_subset)
   if config.eval_subset:
-    test = test.spread(config.eval_subset)
+    evals = {k: v.spread(config.eval_subset) for k, v in evals.items()}
   binary = config.dataset == "binarized_mnist"
-  data.check_images(train.images, what=f"{config.dataset} train", binary=binary)
-  data.check_images(test.images, what=f"{config.dataset} test", binary=binary)
+  for split, ds in [("train", train), *evals.items()]:
+    data.check_images(ds.images, what=f"{config.dataset} {split}", binary=binary)
+    if "label" in models.required_keys(config):
+      data.check_labels(ds.labels, num_classes=models.cvae.NUM_CLASSES,
+                        what=f"{config.dataset} {split}")
   if len(train) < config.batch_size:
     raise config_lib.ConfigError(f"config.batch_size={config.batch_size} exceeds the "
                                  f"{len(train)} training examples")
-  return train, test
+  return train, evals
+
+
+# Evaluation data under dynamic binarisation: ONE fixed Bernoulli draw of the grey test
+# set, the same for every run and seed, so that runs are compared on the same pixels.
+EVAL_BINARIZATION_KEY = 20151001
+
+
+def examples(config, dataset: data.Dataset, *, as_float: bool = False) -> dict:
+  """The example pytree of a whole data set: {"image": [N, H, W, C]} plus the keys
+  the model needs ("label": int32 [N]). Images stay uint8 unless as_float
+  (then float32 in [0, 1], for evaluation; with dynamic binarisation the fixed
+  binarised draw keyed by EVAL_BINARIZATION_KEY)."""
+  images = dataset.images
+  if as_float:
+    images = jnp.asarray(images, jnp.float32) / dataset.max_value
+    if config.dynamic_binarization:
+      key = jax.random.PRNGKey(EVAL_BINARIZATION_KEY)
+      images = jax.random.bernoulli(key, images).astype(jnp.float32)
+  out = {"image": images}
+  if "label" in models.required_keys(config):
+    out["label"] = dataset.labels
+  return out
 
 
 def _write_json_atomic(path: str, obj: Any) -> None:
@@ -122,10 +151,6 @@ def _truncate_metrics(path: str, last_step: int) -> None:
     f.writelines(lines)
 
 
-def _eval_images(dataset: data.Dataset) -> jax.Array:
-  return jnp.asarray(dataset.images, jnp.float32) / dataset.max_value
-
-
 def run(config: ml_collections.ConfigDict, workdir: str, *,
         allow_config_change: bool = False, quiet: bool = False) -> dict:
   """Trains (or resumes) the run in `workdir`; returns the summary it writes.
@@ -141,7 +166,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
     raise config_lib.ConfigError(str(e)) from None
   config_lib.validate(config, num_devices=num_devices)
   os.makedirs(workdir, exist_ok=True)
-  train_set, test_set = load_data(config)
+  train_set, eval_sets = load_data(config)
   model = build_model(config, train_set.images.shape[1:])
   estimator = build_estimator(config)
   optimizer = build_optimizer(config, estimator, len(train_set) // config.batch_size)
@@ -166,8 +191,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
                                         run_config, workdir, primary, log)
   finally:
     ckpt.close()
-  return _finish(config, model, state, test_set, (eval_key, picture_key), timing, last_record, workdir,
-                 primary, log)
+  return _finish(config, model, state, eval_sets, (eval_key, picture_key), timing, last_record,
+                 workdir, primary, log)
 
 
 def changed_config_keys(saved: dict, run_config: dict) -> list[str]:
@@ -214,7 +239,7 @@ def _train(config, runner, state, train_set, data_key, ckpt, run_config, workdir
   # Epoch permutations are made on the host: cheap, and identical in every process.
   permutation = lambda epoch: runner.put_data(np.asarray(jax.random.permutation(  # noqa: E731
       jax.random.fold_in(data_key, epoch), len(train_set))))
-  train_images = runner.put_data(train_set.images)  # uint8 on device, converted per batch
+  train_images = runner.put_data(examples(config, train_set))  # uint8 on device, converted per batch
   step = int(state.step)
   state = runner.put_state(state)
   # A zero-step call compiles the runner outside the timed loop (AOT lowering would
@@ -285,20 +310,27 @@ def _metrics_record(pending, step, steps_per_epoch, skipped_total, batch_size) -
           "examples_per_sec": steps * batch_size / max(pending["seconds"], 1e-9)}
 
 
-def _finish(config, model, state, test_set, keys, timing, record, workdir, primary, log):
-  """Test metrics, pictures and summary.json from the final host-side state."""
+def _finish(config, model, state, eval_sets, keys, timing, record, workdir, primary, log):
+  """Test (and validation) metrics, pictures and summary.json from the final host-side state."""
   eval_key, picture_key = keys
   t = time.perf_counter()
-  test_images = _eval_images(test_set)
-  test_metrics = evaluate.evaluate_dataset(
-      model, build_estimator(config, for_eval=True).per_example, state.params, test_images, key=eval_key,
-      batch_size=min(config.eval_batch_size, len(test_set)))
-  test_metrics = {k: float(v) for k, v in jax.device_get(test_metrics).items()}  # host sync: summary
-  test_metrics.pop("loss", None)
+  evaluated = {}
+  for split, dataset in eval_sets.items():
+    metrics = evaluate.evaluate_dataset(
+        model, build_estimator(config, for_eval=True).per_example, state.params,
+        examples(config, dataset, as_float=True), key=eval_key,
+        batch_size=min(config.eval_batch_size, len(dataset)))
+    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}  # host sync: summary
+    metrics.pop("loss", None)
+    if config.eval_importance_samples:
+      metrics.update(importance_nll(config, model, state.params, examples(
+          config, dataset, as_float=True), key=jax.random.fold_in(eval_key, 1)))
+    evaluated[split] = metrics
+  test_metrics = evaluated["test"]
   trained_steps = timing.pop("trained_steps")
   summary = {
-      "dataset": config.dataset, "steps": int(state.step), "epochs": config.epochs,
-      "parallel": config.parallel, "test": test_metrics,
+      "dataset": config.dataset, "model": config.model, "steps": int(state.step),
+      "epochs": config.epochs, "parallel": config.parallel, **evaluated,
       "train": {k.split("/", 1)[1]: v for k, v in record.items() if k.startswith("train/")} or None,
       "skipped_updates": int(state.skipped_total),
       "params_checksum": checkpoint.params_checksum(state.params),
@@ -306,23 +338,61 @@ def _finish(config, model, state, test_set, keys, timing, record, workdir, prima
                            if trained_steps else None),
       **timing, "eval_seconds": time.perf_counter() - t,
   }
+  if config.likelihood == "bernoulli_grey":
+    summary["note"] = ("likelihood='bernoulli_grey': recon is binary cross-entropy on grey "
+                       "pixels, not a log-likelihood; neg_elbo is not a bound on -log p(x)")
   if primary:
-    _write_pictures(config, model, state.params, test_images, workdir, picture_key)
+    test_examples = examples(config, eval_sets["test"], as_float=True)
+    _write_pictures(config, model, state.params, test_examples, workdir, picture_key)
     _write_json_atomic(os.path.join(workdir, "summary.json"), summary)
-  log(f"test neg_elbo {test_metrics['neg_elbo']:.2f} nats | summary in {workdir}/summary.json")
+  headline = "neg_elbo" if "neg_elbo" in test_metrics else "recon"
+  log(f"test {headline} {test_metrics[headline]:.2f} nats | summary in {workdir}/summary.json")
   return summary
 
 
-def _write_pictures(config, model: models.VAE, params, test_images, workdir, key) -> None:
+def importance_nll(config, model, params, eval_examples, *, key) -> dict[str, float]:
+  """-log p(x) (for a conditional model -log p(x|c)) importance-sampled with
+  k = config.eval_importance_samples draws from q per example: mean and standard
+  error over the examples, in nats."""
+  k = config.eval_importance_samples
+  log_px = evaluate.importance_log_likelihood(
+      model, params, eval_examples, key=key, num_samples=k, chunk_size=math.gcd(k, 500),
+      batch_size=min(100, len(eval_examples["image"])))
+  log_px = np.asarray(jax.device_get(log_px), np.float64)  # host sync: summary
+  return {"nll": float(-log_px.mean()),
+          "nll_stderr": float(log_px.std(ddof=1) / np.sqrt(len(log_px))),
+          "nll_num_samples": k}
+
+
+def _write_pictures(config, model, params, test_examples, workdir, key) -> None:
+  """samples.png (prior draws; for a conditional model under test examples'
+  conditions), reconstructions.png, and for a class-conditioned CVAE
+  class_samples.png (one row per digit, one column per prior draw)."""
   n = config.num_image_samples
   if not n:
     return
   cols = int(np.ceil(np.sqrt(n)))
-  z = jax.random.normal(key, (n, model.latent_dim))
-  samples = jax.vmap(model.mean_image, in_axes=(None, 0))(params, z)
+  num_test = len(test_examples["image"])
+  inputs = jax.tree_util.tree_map(lambda a: a[:: max(1, num_test // n)][:n], test_examples)
+  samples = jax.vmap(lambda x, k: model.mean_image(params, x, model.prior(params, x).sample(key=k)))(
+      inputs, jax.random.split(key, len(inputs["image"])))
   viz.save_grid(os.path.join(workdir, "samples.png"), np.asarray(samples), cols=cols)
-  inputs = test_images[:: max(1, len(test_images) // n)][:n]
-  means = jax.vmap(lambda x: model.posterior(params, x).mean)(inputs)
-  recons = jax.vmap(model.mean_image, in_axes=(None, 0))(params, means)
+  recons = jax.vmap(lambda x: model.mean_image(params, x, model.posterior(params, x).mean))(inputs)
   viz.save_grid(os.path.join(workdir, "reconstructions.png"),
-                viz.interleave_rows(np.asarray(inputs), np.asarray(recons), cols=cols), cols=cols)
+                viz.interleave_rows(np.asarray(inputs["image"]), np.asarray(recons), cols=cols),
+                cols=cols)
+  if config.model == "cvae" and config.condition == "label":
+    grid = class_conditioned_samples(model, params, key=key, num_draws=cols)
+    viz.save_grid(os.path.join(workdir, "class_samples.png"),
+                  np.asarray(grid).reshape((-1,) + grid.shape[2:]), cols=cols)
+
+
+def class_conditioned_samples(model, params, *, key: jax.Array, num_draws: int,
+                              num_classes: int = 10) -> jax.Array:
+  """E[x|z, c] for z ~ p(z|c): [num_classes, num_draws, H, W, C]; draw j uses the
+  same key for every class (the columns share a style under a standard prior)."""
+  def one(label, k):
+    x = {"image": jnp.zeros(model.image_shape), "label": label}
+    return model.mean_image(params, x, model.prior(params, x).sample(key=k))
+  keys = jax.random.split(key, num_draws)
+  return jax.vmap(lambda c: jax.vmap(lambda k: one(c, k))(keys))(jnp.arange(num_classes))

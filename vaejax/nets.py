@@ -2,7 +2,8 @@
 
 Images are [H, W, C]. Encoders return the posterior's (mean, log_var), each
 [latent_dim]; decoders map z [latent_dim] to per-pixel likelihood parameters
-[H, W, C]. `dtype` is the compute dtype of every layer (bfloat16 for the fast
+[H, W, C]. A conditional model (CVAE) passes condition features [F] as a second
+argument, appended to the encoder's flattened features and to the decoder's z. `dtype` is the compute dtype of every layer (bfloat16 for the fast
 mode); parameters stay float32 and outputs are returned as float32, so
 log-densities and reductions run in full precision. Parameters are plain pytrees: call `init` and
 `apply` as pure functions; the modules hold no state.
@@ -17,6 +18,7 @@ import jax.numpy as jnp
 
 ACTIVATIONS: dict[str, Callable[[jax.Array], jax.Array]] = {
     "relu": nn.relu, "tanh": jnp.tanh, "elu": nn.elu, "gelu": nn.gelu, "swish": nn.swish,
+    "linear": lambda h: h,  # identity: a linear autoencoder (recovers the PCA subspace)
 }
 # exp(LOG_VAR_BOUND) must not overflow float32 (max ~ e^88) anywhere downstream,
 # including exp(-log_var) in log-densities; e^30 leaves wide margins while being
@@ -33,6 +35,13 @@ def _activation(name: str):
   if name not in ACTIVATIONS:
     raise ValueError(f"unknown activation {name!r}; valid: {sorted(ACTIVATIONS)}")
   return ACTIVATIONS[name]
+
+
+def _with_condition(h: jax.Array, condition) -> jax.Array:
+  """h [..., F], with the condition features [..., F_c] appended when given (CVAE)."""
+  if condition is None:
+    return h
+  return jnp.concatenate([h, condition.astype(h.dtype)], axis=-1)
 
 
 class AffineParams(nn.Module):
@@ -78,9 +87,27 @@ class MLPEncoder(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, condition=None):
     act = _activation(self.activation)
-    h = x.reshape(x.shape[:-3] + (-1,))
+    h = _with_condition(x.reshape(x.shape[:-3] + (-1,)), condition)
+    for i, width in enumerate(self.hidden):
+      h = act(nn.Dense(width, dtype=self.dtype, name=f"hidden_{i}")(h))
+    return GaussianHead(self.latent_dim, self.dtype, name="head")(h)
+
+
+class ConditionalGaussian(nn.Module):
+  """Condition features c [F] -> hidden Dense layers -> (mean, log_var) [latent_dim]:
+  a learned prior p(z|c) (the CVAE's prior network, Sohn et al. 2015)."""
+
+  hidden: Sequence[int]
+  latent_dim: int
+  activation: str = "relu"
+  dtype: Any = jnp.float32
+
+  @nn.compact
+  def __call__(self, c):
+    act = _activation(self.activation)
+    h = c
     for i, width in enumerate(self.hidden):
       h = act(nn.Dense(width, dtype=self.dtype, name=f"hidden_{i}")(h))
     return GaussianHead(self.latent_dim, self.dtype, name="head")(h)
@@ -95,9 +122,9 @@ class MLPDecoder(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, z):
+  def __call__(self, z, condition=None):
     act = _activation(self.activation)
-    h = z
+    h = _with_condition(z, condition)
     for i, width in enumerate(self.hidden):
       h = act(nn.Dense(width, dtype=self.dtype, name=f"hidden_{i}")(h))
     height, width, channels = self.image_shape
@@ -153,12 +180,12 @@ class ConvEncoder(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, x):
+  def __call__(self, x, condition=None):
     act = _activation(self.activation)
     h = x
     for i, feat in enumerate(self.features):
       h = act(PatchConv(feat, 3, 2, dtype=self.dtype, name=f"conv_{i}")(h))
-    h = h.reshape(h.shape[:-3] + (-1,))
+    h = _with_condition(h.reshape(h.shape[:-3] + (-1,)), condition)
     for i, width in enumerate(self.hidden):
       h = act(nn.Dense(width, dtype=self.dtype, name=f"hidden_{i}")(h))
     return GaussianHead(self.latent_dim, self.dtype, name="head")(h)
@@ -191,12 +218,12 @@ class ConvDecoder(nn.Module):
   dtype: Any = jnp.float32
 
   @nn.compact
-  def __call__(self, z):
+  def __call__(self, z, condition=None):
     act = _activation(self.activation)
     height, width, channels = self.image_shape
     if height % 4 or width % 4:
       raise ValueError(f"ConvDecoder needs H and W divisible by 4, got {self.image_shape}")
-    h = z
+    h = _with_condition(z, condition)
     for i, w in enumerate(self.hidden):
       h = act(nn.Dense(w, dtype=self.dtype, name=f"hidden_{i}")(h))
     grid = (height // 4, width // 4, self.features[0])

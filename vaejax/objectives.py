@@ -2,9 +2,12 @@
 
 `sample_terms` draws K reparameterised samples z_k ~ q(z|x) and returns the
 per-sample terms log p(x|z_k), log q(z_k|x), log p(z_k) ([K] each) plus the
-closed-form KL. The bounds below reduce those terms; `make_batch_loss` vmaps
-a per-example estimator (`vaejax.estimators`) over a batch and averages (the
-only reduction over examples). Bounds are maximised; losses are negatives.
+closed-form KL, for any model following `vaejax.models.base.LatentVariableModel`.
+The bounds below reduce those terms; `make_kl_penalty` gives the KL term of
+beta-VAE variants (warm-up, capacity control, free bits); `make_batch_loss`
+vmaps a per-example estimator (`vaejax.estimators`) over a batch of example
+pytrees and averages (the only reduction over examples). Bounds are
+maximised; losses are negatives.
 """
 from __future__ import annotations
 
@@ -15,7 +18,7 @@ import jax
 import jax.numpy as jnp
 
 from vaejax import distributions
-from vaejax.models import VAE, Params
+from vaejax.models import LatentVariableModel, Params
 
 Metrics = dict[str, jax.Array]
 PerExampleObjective = Callable[..., tuple[jax.Array, Metrics]]
@@ -33,7 +36,7 @@ def draw(q: distributions.DiagGaussian, *, key: jax.Array, num_samples: int) -> 
   return jax.vmap(lambda k: q.sample(key=k))(jax.random.split(key, num_samples))
 
 
-def log_terms(model: VAE, params: Params, x: jax.Array, z: jax.Array,
+def log_terms(model: LatentVariableModel, params: Params, x, z: jax.Array,
               q: distributions.DiagGaussian) -> tuple[jax.Array, jax.Array, jax.Array]:
   """log p(x|z_k), log q(z_k|x), log p(z_k) for one example and z [K, D]: [K] each.
 
@@ -41,7 +44,8 @@ def log_terms(model: VAE, params: Params, x: jax.Array, z: jax.Array,
   stop-gradients (on z, or on the variational parameters).
   """
   log_px_z = over_samples(lambda z_k: model.log_likelihood(params, x, z_k), z)
-  return log_px_z, over_samples(q.log_prob, z), over_samples(model.prior().log_prob, z)
+  log_pz = over_samples(lambda z_k: model.log_prior(params, x, z_k), z)
+  return log_px_z, over_samples(q.log_prob, z), log_pz
 
 
 def over_samples(fn: Callable[[jax.Array], jax.Array], z: jax.Array) -> jax.Array:
@@ -58,12 +62,12 @@ def over_samples(fn: Callable[[jax.Array], jax.Array], z: jax.Array) -> jax.Arra
   return jax.vmap(fn)(z)
 
 
-def sample_terms(model: VAE, params: Params, x: jax.Array, *, key: jax.Array,
+def sample_terms(model: LatentVariableModel, params: Params, x, *, key: jax.Array,
                  num_samples: int = 1) -> ElboTerms:
-  """K-sample terms for one example x [H, W, C], all differentiable (pathwise)."""
+  """K-sample terms for one example x (a pytree), all differentiable (pathwise)."""
   q = model.posterior(params, x)
   z = draw(q, key=key, num_samples=num_samples)
-  return ElboTerms(*log_terms(model, params, x, z, q), kl=q.kl_to_standard_normal())
+  return ElboTerms(*log_terms(model, params, x, z, q), kl=jnp.sum(model.kl_per_dim(params, x, q)))
 
 
 def elbo_bound(terms: ElboTerms, *, beta: float = 1.0, analytic_kl: bool = True) -> jax.Array:
@@ -92,21 +96,76 @@ def example_keys(key: jax.Array, num_examples: int, offset: jax.Array | int = 0)
   return jax.vmap(jax.random.fold_in, in_axes=(None, 0))(key, idx)
 
 
-def make_batch_loss(model: VAE, per_example: PerExampleObjective):
-  """loss(params, batch, *, key, example_offset=0) -> (-mean surrogate, mean metrics).
+def batch_size_of(batch) -> int:
+  """The leading (example) axis of a batch pytree."""
+  return jax.tree_util.tree_leaves(batch)[0].shape[0]
 
-  per_example(model, params, x, *, key) -> (surrogate, metrics) is an estimator
-  (`vaejax.estimators`); the gradient of the returned loss is minus its batch
-  mean. batch: [B, H, W, C] float in [0, 1]. The estimator is vmapped over
-  examples; the mean over the batch is the one reduction. metrics["loss"] is
-  minus the bound itself, whatever the surrogate.
+
+class KLPenalty(NamedTuple):
+  """The KL term an ELBO subtracts, as a function of the training step.
+
+  penalty(kl_per_dim [D], step) -> [] (closed-form KL per latent dimension);
+  weight(step) -> [] the beta multiplying a Monte-Carlo KL (warm-up only).
   """
-  def one(params, x, key):
-    return per_example(model, params, x, key=key)
+  penalty: Callable[[jax.Array, jax.Array], jax.Array]
+  weight: Callable[[jax.Array], jax.Array]
 
-  def loss(params: Params, batch: jax.Array, *, key: jax.Array, example_offset=0):
-    keys = example_keys(key, batch.shape[0], example_offset)
-    surrogate, metrics = jax.vmap(one, in_axes=(None, 0, 0))(params, batch, keys)
+
+def make_kl_penalty(*, beta: float = 1.0, warmup_steps: int = 0, free_bits: float = 0.0,
+                    capacity_max: float = 0.0, capacity_steps: int = 0,
+                    capacity_gamma: float = 1000.0) -> KLPenalty:
+  """The KL term of the (beta-)ELBO and its training-time variants, per example:
+
+    plain      beta * KL
+    warm-up    beta(t) * KL, beta(t) = beta * min(1, t / warmup_steps): annealed from
+               0 (Bowman et al. 2016; Sonderby et al. 2016)
+    free bits  beta(t) * sum_d max(KL_d, free_bits): a dimension below its floor of
+               `free_bits` nats gets no KL gradient (Kingma et al. 2016, who floor
+               the minibatch-mean KL; here each example's, the per-example form)
+    capacity   capacity_gamma * |KL - C(t)|, C(t) = capacity_max * min(1, t /
+               capacity_steps) nats (Burgess et al. 2018); replaces beta
+
+  Raises ValueError for negative settings or capacity combined with free bits.
+  """
+  if min(beta, warmup_steps, free_bits, capacity_max, capacity_steps, capacity_gamma) < 0:
+    raise ValueError("KL penalty settings must be >= 0")
+  if capacity_max > 0 and free_bits > 0:
+    raise ValueError("capacity control and free bits are alternatives; set one of them")
+
+  def ramp(step, steps):
+    return jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / steps) if steps else 1.0
+
+  def weight(step):
+    return beta * ramp(step, warmup_steps) if warmup_steps else beta
+
+  def penalty(kl_per_dim, step):
+    if capacity_max > 0:
+      capacity = capacity_max * ramp(step, capacity_steps)
+      return capacity_gamma * jnp.abs(jnp.sum(kl_per_dim) - capacity)
+    if free_bits > 0:
+      kl_per_dim = jnp.maximum(kl_per_dim, free_bits)
+    return weight(step) * jnp.sum(kl_per_dim)
+
+  return KLPenalty(penalty, weight)
+
+
+def make_batch_loss(model: LatentVariableModel, per_example: PerExampleObjective):
+  """loss(params, batch, *, key, example_offset=0, step=0) -> (-mean surrogate, mean metrics).
+
+  per_example(model, params, x, *, key, step) -> (surrogate, metrics) is an
+  estimator (`vaejax.estimators`); the gradient of the returned loss is minus
+  its batch mean. batch: a pytree of [B, ...] arrays (an image batch
+  [B, H, W, C] float in [0, 1], or {"image": ..., "label": [B]}). The estimator
+  is vmapped over examples; the mean over the batch is the one reduction.
+  metrics["loss"] is minus the objective itself, whatever the surrogate.
+  `step` drives KL schedules (warm-up, capacity).
+  """
+  def one(params, x, key, step):
+    return per_example(model, params, x, key=key, step=step)
+
+  def loss(params: Params, batch, *, key: jax.Array, example_offset=0, step=0):
+    keys = example_keys(key, batch_size_of(batch), example_offset)
+    surrogate, metrics = jax.vmap(one, in_axes=(None, 0, 0, None))(params, batch, keys, step)
     return -jnp.mean(surrogate), jax.tree_util.tree_map(jnp.mean, metrics)
 
   return loss

@@ -104,8 +104,9 @@ def make_runner(mode: str, *, loss_fn, optimizer, preprocess, batch_size: int,
   if mode == "none":
     step = training.make_train_step(loss_fn, optimizer, preprocess)
     chunk = training.make_train_chunk(step, batch_size, max_consecutive_skips=max_consecutive_skips)
-    return Runner(mode, 1, jax.jit(chunk, donate_argnums=0), _copy_tree, jnp.asarray,
-                  jax.device_get, jax.device_get)
+    return Runner(mode, 1, jax.jit(chunk, donate_argnums=0), _copy_tree,
+                  lambda tree: jax.tree_util.tree_map(jnp.asarray, tree), jax.device_get,
+                  jax.device_get)
   if mode == "pmap":
     return _pmap_runner(loss_fn, optimizer, preprocess, batch_size, max_consecutive_skips, n)
   return _sharding_runner(loss_fn, optimizer, preprocess, batch_size, max_consecutive_skips, n)

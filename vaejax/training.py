@@ -48,14 +48,21 @@ def create_train_state(params: Params, optimizer: optax.GradientTransformation, 
 
 
 def make_preprocess(max_value: int, dynamic_binarization: bool):
-  """uint8 batch [B, H, W, C] -> float32 in [0, 1]; Bernoulli-resampled per example
-  (dynamic binarisation) when asked, one key per global example index."""
-  def preprocess(batch: jax.Array, *, key: jax.Array, example_offset=0) -> jax.Array:
+  """A batch of uint8 images [B, H, W, C] (a bare array, or the "image" leaf of
+  a batch dict; other leaves such as labels pass through) -> float32 in [0, 1];
+  Bernoulli-resampled per example (dynamic binarisation) when asked, one key
+  per global example index."""
+  def images(batch: jax.Array, key: jax.Array, example_offset) -> jax.Array:
     x = batch.astype(jnp.float32) / max_value
     if dynamic_binarization:
       keys = example_keys(key, x.shape[0], example_offset)
       x = jax.vmap(lambda k, p: jax.random.bernoulli(k, p).astype(jnp.float32))(keys, x)
     return x
+
+  def preprocess(batch, *, key: jax.Array, example_offset=0):
+    if isinstance(batch, dict):
+      return {**batch, "image": images(batch["image"], key, example_offset)}
+    return images(batch, key, example_offset)
   return preprocess
 
 
@@ -80,12 +87,13 @@ def make_gradient(loss_fn: LossFn, preprocess):
   """gradient(state, batch, example_offset=0) -> ((loss, metrics), grads): the train
   step's noise and binarisation keys (from fold_in(state.key, state.step)), its
   preprocessing, and the gradient of loss_fn at state.params."""
-  def gradient(state: TrainState, batch: jax.Array, example_offset=0):
+  def gradient(state: TrainState, batch, example_offset=0):
     step_key = jax.random.fold_in(state.key, state.step)
     noise_key, binarize_key = jax.random.split(step_key)
     x = preprocess(batch, key=binarize_key, example_offset=example_offset)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
-    return grad_fn(state.params, x, key=noise_key, example_offset=example_offset)
+    return grad_fn(state.params, x, key=noise_key, example_offset=example_offset,
+                   step=state.step)
   return gradient
 
 
@@ -93,7 +101,8 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, pr
                     *, axis_name: str | None = None):
   """Returns train_step(state, batch, example_offset=0) -> (state, metrics).
 
-  batch: the raw uint8 examples this device sees. With `axis_name` set (inside
+  batch: the raw examples this device sees (uint8 images, or a pytree of
+  arrays with a uint8 "image" leaf). With `axis_name` set (inside
   pmap or shard_map), gradients and metrics are averaged over that axis. An
   update whose loss or gradient is not finite is skipped on device and
   counted; the step counter advances either way. (Finite gradients give finite
@@ -103,7 +112,7 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, pr
   """
   gradient = make_gradient(loss_fn, preprocess)
 
-  def train_step(state: TrainState, batch: jax.Array, example_offset=0):
+  def train_step(state: TrainState, batch, example_offset=0):
     (loss, metrics), grads = gradient(state, batch, example_offset)
     if axis_name is not None:
       grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
@@ -137,8 +146,8 @@ def make_train_chunk(train_step, batch_size: int, *, local_batch_size: int | Non
   """chunk(state, data, perm, first_batch, num_steps) -> (state, metric sums).
 
   Runs up to `num_steps` steps on device; step i trains on the examples
-  perm[(first_batch + i) * batch_size :][:batch_size] of `data` (uint8, on
-  device); the caller keeps first_batch + num_steps <= len(perm) // batch_size
+  perm[(first_batch + i) * batch_size :][:batch_size] of `data` (a pytree of
+  [N, ...] arrays on device: uint8 images, labels, ...); the caller keeps first_batch + num_steps <= len(perm) // batch_size
   (slices past the end would be clamped by dynamic_slice, not wrapped).
   `num_steps` is a traced scalar and the loop a `lax.while_loop`, so
   every chunk length shares one compile. The loop ends early once
@@ -147,7 +156,7 @@ def make_train_chunk(train_step, batch_size: int, *, local_batch_size: int | Non
   whose update was applied; sums["skipped"] counts the others. Under pmap,
   `device_index` returns this device's index and each device takes its
   `local_batch_size` slice of the global batch. `constrain_batch` (the sharding
-  path) annotates each gathered batch, e.g. to split it over a device mesh.
+  path) annotates each gathered array, e.g. to split it over a device mesh.
   """
   local = local_batch_size or batch_size
 
@@ -157,8 +166,10 @@ def make_train_chunk(train_step, batch_size: int, *, local_batch_size: int | Non
     def batch_at(i):
       start = (first_batch + i) * batch_size + offset
       idx = jax.lax.dynamic_slice_in_dim(perm, start, local)
-      batch = jnp.take(data, idx, axis=0)
-      return (batch if constrain_batch is None else constrain_batch(batch)), offset
+      take = lambda leaf: jnp.take(leaf, idx, axis=0)  # noqa: E731
+      if constrain_batch is not None:
+        take = lambda leaf: constrain_batch(jnp.take(leaf, idx, axis=0))  # noqa: E731
+      return jax.tree_util.tree_map(take, data), offset
 
     metric_shapes = jax.eval_shape(train_step, state, *batch_at(0))[1]
     sums = jax.tree_util.tree_map(lambda s: jnp.zeros(s.shape, s.dtype), metric_shapes)

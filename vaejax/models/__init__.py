@@ -1,0 +1,43 @@
+"""Latent-variable models, one module per family, all following `base.LatentVariableModel`.
+
+`make(config, image_shape)` builds the model named by `config.model`:
+
+  vae   the Gaussian-latent VAE (Kingma & Welling 2014); with objective='ae' its
+        encoder mean is a deterministic autoencoder's code
+  cvae  the conditional VAE (Sohn et al. 2015): class label or observed quadrants
+"""
+from __future__ import annotations
+
+from typing import Sequence
+
+from vaejax.models import cvae, vae
+from vaejax.models.base import (GREY_LIKELIHOODS, LIKELIHOODS, Example, LatentVariableModel,
+                                Params, image_of)
+from vaejax.models.vae import ARCHITECTURES, COMPUTE_DTYPES, VAE, make_vae
+
+MODELS = ("vae", "cvae")
+
+
+def required_keys(config) -> tuple[str, ...]:
+  """Example keys besides "image" that config's model needs from the data."""
+  if config.model == "cvae" and config.condition == "label":
+    return ("label",)
+  return ()
+
+
+def make(config, image_shape: Sequence[int]) -> VAE:
+  """The model named by config.model, for examples of `image_shape` (H, W, C).
+
+  Raises ValueError naming the valid models for an unknown name.
+  """
+  if config.model not in MODELS:
+    raise ValueError(f"unknown model {config.model!r}; valid: {list(MODELS)}")
+  hidden = config.hidden if isinstance(config.hidden, (tuple, list)) else (config.hidden,)
+  common = dict(architecture=config.architecture, image_shape=image_shape,
+                latent_dim=config.latent_dim, hidden=hidden, likelihood=config.likelihood,
+                activation=config.activation, gaussian_scale=config.gaussian_scale,
+                compute_dtype=config.compute_dtype)
+  if config.model == "vae":
+    return make_vae(**common)
+  return cvae.make_cvae(**common, condition=config.condition,
+                        observed_quadrants=config.observed_quadrants, prior=config.prior)

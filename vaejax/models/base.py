@@ -1,0 +1,86 @@
+"""The protocol every latent-variable model follows, and the likelihoods they share.
+
+A model is a frozen dataclass of static settings whose methods are pure
+functions of a params pytree and ONE example. An example is a pytree: a bare
+image [H, W, C] or a dict {"image": [H, W, C], "label": [] int32, ...}. The
+latent z is an array [latent_dim]. Estimators, evaluation and pictures use only:
+
+  init(key) -> params                     {"encoder": ..., "decoder": ..., ...}
+  posterior(params, x) -> DiagGaussian    q(z|x): sample(key=), log_prob(z), mean
+  prior(params, x) -> DiagGaussian        p(z), or p(z|c) for a conditional model
+  log_prior(params, x, z) -> []           log p(z) (or log p(z|c))
+  log_likelihood(params, x, z) -> []      log p(x|z) in nats (summed over the target pixels)
+  kl_per_dim(params, x, q) -> [latent_dim]  closed-form KL(q(z|x) || p(z)) per dimension
+  mean_image(params, x, z) -> [H, W, C]   E[x|z] in [0, 1], for pictures
+  inference_groups: tuple[str, ...]       top-level params keys of q (the rest is the
+                                          generative model); DReG and RWS split on it
+
+Recomputing log q from (params, x, z) is what lets STL/DReG evaluate it at
+stopped parameters; for the single Gaussian layer here a stopped copy of the
+distribution object is equivalent.
+"""
+from __future__ import annotations
+
+import math
+from typing import Any, Protocol
+
+import jax
+import jax.numpy as jnp
+
+from vaejax import distributions
+
+Params = Any
+Example = Any  # an image [H, W, C] or a dict with "image" (and "label", ...)
+LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "bernoulli_grey", "gaussian_fixed",
+               "gaussian_learned")
+# Likelihoods that are normalised densities for grey-level (non-binary) pixels in [0, 1].
+# "bernoulli_grey" is BCE on grey values: not a log-likelihood, reported as such.
+GREY_LIKELIHOODS = ("continuous_bernoulli", "bernoulli_grey", "gaussian_fixed", "gaussian_learned")
+
+
+class LatentVariableModel(Protocol):
+  latent_dim: int
+  image_shape: tuple[int, int, int]
+  inference_groups: tuple[str, ...]
+
+  def init(self, key: jax.Array) -> Params: ...
+  def posterior(self, params: Params, x: Example) -> distributions.DiagGaussian: ...
+  def prior(self, params: Params, x: Example) -> distributions.DiagGaussian: ...
+  def log_prior(self, params: Params, x: Example, z: jax.Array) -> jax.Array: ...
+  def log_likelihood(self, params: Params, x: Example, z: jax.Array) -> jax.Array: ...
+  def kl_per_dim(self, params: Params, x: Example, q) -> jax.Array: ...
+  def mean_image(self, params: Params, x: Example, z: jax.Array) -> jax.Array: ...
+
+
+def image_of(x: Example) -> jax.Array:
+  """The image [H, W, C] of an example (a bare array is an image)."""
+  return x["image"] if isinstance(x, dict) else x
+
+
+def log_density(likelihood: str, out: jax.Array, log_scale: jax.Array, x: jax.Array,
+                mask: jax.Array | None = None) -> jax.Array:
+  """log p(x | decoder output `out`) summed over the pixels of one example (those
+  where `mask` is 1 when given): []. out/x/mask: [H, W, C]."""
+  if likelihood in ("bernoulli", "bernoulli_grey"):
+    if mask is None:
+      return distributions.bernoulli_log_prob(out, x)
+    return jnp.sum(mask * distributions.bernoulli_log_density(out, x))
+  if likelihood == "continuous_bernoulli":
+    per_pixel = (distributions.bernoulli_log_density(out, x)
+                 + distributions.continuous_bernoulli_log_norm(out))
+  elif mask is None:
+    return distributions.gaussian_log_prob(out, log_scale, x)
+  else:
+    z = (x - out) * jnp.exp(-log_scale)
+    per_pixel = -0.5 * jnp.square(z) - log_scale - 0.5 * math.log(2.0 * math.pi)
+  return jnp.sum(per_pixel if mask is None else mask * per_pixel)
+
+
+def mean_of(likelihood: str, out: jax.Array) -> jax.Array:
+  """E[x|z] in [0, 1] from the decoder output: sigmoid, continuous-Bernoulli mean or
+  the clipped Gaussian mean."""
+  if likelihood in ("bernoulli", "bernoulli_grey"):
+    return jax.nn.sigmoid(out)
+  if likelihood == "continuous_bernoulli":
+    return distributions.continuous_bernoulli_mean(out)
+  return jnp.clip(out, 0.0, 1.0)
