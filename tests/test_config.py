@@ -65,3 +65,45 @@ def test_a_key_added_since_the_checkpoint_counts_as_unchanged_only_at_its_defaul
   assert experiment.changed_config_keys(old_checkpoint, {**run, "compute_dtype": "bfloat16"}) == [
       "compute_dtype"]
   assert experiment.changed_config_keys(run, {**run, "learning_rate": 0.5}) == ["learning_rate"]
+
+
+@pytest.mark.parametrize("overrides,match", [
+    (dict(model="gan"), r"config.model='gan' is not valid; choose one of \['vae', 'cvae'\]"),
+    (dict(model="cvae"), r"model='cvae' with condition='label' needs labelled training data; "
+                         r"dataset='binarized_mnist' has no training labels"),
+    (dict(model="cvae", condition="text", dataset="mnist", dynamic_binarization=True),
+     r"config.condition='text' is not valid; choose one of \['label', 'quadrants'\]"),
+    (dict(model="cvae", observed_quadrants=4), r"config.observed_quadrants=4 is not valid"),
+    (dict(prior="learned"), r"config.prior='learned' applies to model='cvae' only"),
+    (dict(dataset="mnist"), r"likelihood='bernoulli' needs 0/1 pixels but dataset='mnist' is "
+                            r"grey-level.*continuous_bernoulli.*bernoulli_grey"),
+    (dict(free_bits=0.5, estimator="stl"), r"free_bits and config.capacity_max need the closed-form"),
+    (dict(free_bits=0.5, capacity_max=10.0), r"alternatives"),
+    (dict(objective="iwae", kl_warmup_steps=100), r"kl_warmup_steps=100 shapes the ELBO's KL"),
+    (dict(validation_split=True), r"validation_split applies to dataset='mnist' only"),
+])
+def test_model_and_data_mismatches_are_one_line_errors(overrides, match):
+  config = config_lib.base_config()
+  with config.unlocked():
+    config.update(overrides)
+  with pytest.raises(config_lib.ConfigError, match=match) as error:
+    config_lib.validate(config)
+  assert "\n" not in str(error.value)
+
+
+def test_grey_mnist_is_accepted_with_a_grey_likelihood_or_binarisation():
+  for overrides in (dict(likelihood="continuous_bernoulli"), dict(likelihood="bernoulli_grey"),
+                    dict(dynamic_binarization=True),
+                    dict(model="cvae", latent_dim=0, dynamic_binarization=True)):
+    config = config_lib.base_config()
+    config.update(dict(dataset="mnist", **overrides))
+    config_lib.validate(config)
+
+
+def test_labels_out_of_range_are_named():
+  import numpy as np
+  from vaejax import data
+  with pytest.raises(data.DataError, match=r"mnist train: label 10 of example 2 is outside \[0, 10\)"):
+    data.check_labels(np.array([0, 9, 10, 3]), num_classes=10, what="mnist train")
+  with pytest.raises(data.DataError, match="needs class labels, and this split has none"):
+    data.check_labels(None, num_classes=10, what="binarized_mnist train")

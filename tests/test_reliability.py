@@ -133,3 +133,24 @@ def test_extreme_logits_and_log_variances_give_finite_loss_and_gradients():
       assert np.isfinite(float(loss)), (scale, name)
       assert float(metrics["kl"]) >= 0
       assert all(np.isfinite(g).all() for g in jax.tree_util.tree_leaves(grads)), (scale, name)
+
+
+def test_cvae_resumes_exactly_from_its_checkpoint(tmp_path, data_dir):
+  """Labelled batches, a learned prior and dynamic binarisation through checkpoint and resume:
+  one epoch, then resumed to two, ends where an uninterrupted two-epoch run ends."""
+  cvae = ("--config.condition=label", "--config.train_subset=512", "--config.eval_subset=200",
+          "--config.eval_importance_samples=0", "--config.checkpoint_every=8")
+  straight, split = tmp_path / "straight", tmp_path / "split"
+  for workdir, epochs in ((straight, 2), (split, 1), (split, 2)):
+    extra = ("--allow_config_change",) if epochs == 2 and workdir == split else ()
+    proc = subprocess.run(
+        TRAIN + ["--config", str(REPO / "experiments" / "configs" / "cvae_quadrants_smoke.py"),
+                 "--workdir", str(workdir), f"--config.data_dir={data_dir}", *cvae,
+                 f"--config.epochs={epochs}", *extra],
+        capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+  assert "resuming from checkpoint at step 8" in proc.stdout
+  summary = _summary(straight)
+  assert summary["model"] == "cvae" and summary["steps"] == 16
+  assert _summary(split)["params_checksum"] == summary["params_checksum"]
+  assert _summary(split)["test"] == summary["test"]

@@ -94,8 +94,8 @@ def make_estimator(objective: str = "elbo", estimator: str = "pathwise", *, beta
   """The estimator `estimator` of `objective` (see the module docstring).
 
   kl_penalty: the ELBO's KL term (`objectives.make_kl_penalty`: warm-up, free
-  bits, capacity); default beta * KL. Schedules other than warm-up need the
-  closed-form KL (the pathwise estimator with analytic_kl).
+  bits, capacity), which replaces `beta`; default beta * KL. Free bits and
+  capacity need the closed-form KL (the pathwise estimator with analytic_kl).
   Raises ValueError for an unknown or inapplicable name or setting.
   """
   if objective not in OBJECTIVE_ESTIMATORS:
@@ -107,6 +107,10 @@ def make_estimator(objective: str = "elbo", estimator: str = "pathwise", *, beta
     raise ValueError(f"unknown baseline {baseline!r}; valid: {list(BASELINES)}")
   if baseline != "none" and estimator != "score_function":
     raise ValueError(f"baseline={baseline!r} applies to estimator='score_function' only")
+  if kl_penalty is not None and kl_penalty.needs_closed_form and not (
+      objective == "elbo" and estimator == "pathwise" and analytic_kl):
+    raise ValueError("free bits and capacity control need the closed-form KL: objective="
+                     "'elbo', estimator='pathwise', analytic_kl=True")
   if estimator == "vimco" and num_samples < 2:
     raise ValueError("vimco needs num_samples >= 2 (its baselines leave one sample out)")
   K = num_samples

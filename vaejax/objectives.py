@@ -105,10 +105,12 @@ class KLPenalty(NamedTuple):
   """The KL term an ELBO subtracts, as a function of the training step.
 
   penalty(kl_per_dim [D], step) -> [] (closed-form KL per latent dimension);
-  weight(step) -> [] the beta multiplying a Monte-Carlo KL (warm-up only).
+  weight(step) -> [] the beta multiplying a Monte-Carlo KL (warm-up only);
+  needs_closed_form: True for free bits and capacity, which a Monte-Carlo KL cannot serve.
   """
   penalty: Callable[[jax.Array, jax.Array], jax.Array]
   weight: Callable[[jax.Array], jax.Array]
+  needs_closed_form: bool = False
 
 
 def make_kl_penalty(*, beta: float = 1.0, warmup_steps: int = 0, free_bits: float = 0.0,
@@ -146,7 +148,7 @@ def make_kl_penalty(*, beta: float = 1.0, warmup_steps: int = 0, free_bits: floa
       kl_per_dim = jnp.maximum(kl_per_dim, free_bits)
     return weight(step) * jnp.sum(kl_per_dim)
 
-  return KLPenalty(penalty, weight)
+  return KLPenalty(penalty, weight, bool(free_bits > 0 or capacity_max > 0))
 
 
 def make_batch_loss(model: LatentVariableModel, per_example: PerExampleObjective):
