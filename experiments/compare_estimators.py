@@ -318,7 +318,8 @@ def main(argv):
       raise config_lib.ConfigError(f"config.mode={config.mode!r}; choose 'snr_vs_k' or 'curves'")
     for spec in config.estimators:
       build(config, spec, 2)  # every name checked before anything runs
-    train_set, test_set = experiment.load_data(config)
+    train_set, eval_sets = experiment.load_data(config)
+    test_set = eval_sets["test"]
   except (ValueError, data.DataError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)

@@ -271,11 +271,13 @@ def ae_vs_vae(opts: Options, workdirs: list[str], key) -> dict:
     else:  # an AE's codes have no set scale: a square over their 0.5-99.5th percentiles
       lo = float(np.percentile(codes, 0.5, axis=0).min())
       hi = float(np.percentile(codes, 99.5, axis=0).max())
+      if hi - lo < 1e-3:  # collapsed codes: still a grid with some width
+        lo, hi = lo - 1.0, hi + 1.0
     xs = np.linspace(lo, hi, opts.grid)
     # manifold[i, j] at z = (x_j, y_i): x rises left to right, y falls top to bottom.
     grid_z = np.stack(np.meshgrid(xs, xs[::-1]), -1).reshape(-1, 2)
     blank = {"image": jnp.zeros(model.image_shape)}  # an unconditional decoder reads no pixel
-    decode = jax.jit(jax.vmap(lambda z: model.mean_image(params, blank, z)))
+    decode = jax.vmap(lambda z: model.mean_image(params, blank, z))
     manifold = np.asarray(decode(jnp.asarray(grid_z, jnp.float32))).reshape(
         (opts.grid, opts.grid) + model.image_shape)
     samples = np.asarray(decode(prior_z))

@@ -1,8 +1,8 @@
 """vae_latent2d.py's network trained as a deterministic autoencoder
 (objective='ae': -log p(x | z = encoder mean), no KL, no sampling), the
 counterpart of the VAE in the AE-vs-VAE latent space figure: nothing ties the
-AE's codes to N(0, I), so its grid and prior draws decode to garbage off the
-clusters. Same data, architecture, optimiser and epochs as vae_latent2d.py; run
+AE's codes to N(0, I), so N(0, I) draws decoded by the AE land wherever its code
+space happens to sit (results: experiments/results/model_families_h200/). Same data, architecture, optimiser and epochs as vae_latent2d.py; run
 both:
 
   python3 experiments/train.py --config experiments/configs/vae_latent2d.py \\
