@@ -102,7 +102,8 @@ def pictures(out, model, params, examples, labels, activity, key):
   viz.save_grid(os.path.join(out, "traversals.png"), np.concatenate(rows), cols=9)
   if d == 2:  # the learned manifold: decoded means over a grid of z
     g = jnp.linspace(-3.0, 3.0, 15)
-    grid = jnp.stack(jnp.meshgrid(g, g[::-1]), -1).reshape(-1, 2)[:, ::-1]
+    # Row i, column j decodes z = (g[j], g[::-1][i]): z[0] across, z[1] up, as in the scatter.
+    grid = jnp.stack(jnp.meshgrid(g, g[::-1]), -1).reshape(-1, 2)
     viz.save_grid(os.path.join(out, "manifold.png"), np.asarray(decode(repeat(0, 225), grid)),
                   cols=15)
 
@@ -112,7 +113,6 @@ def main(argv):
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
   import jax
-  import jax.numpy as jnp
   import numpy as np
   from vaejax import checkpoint, data, estimators, evaluate, viz
   workdir = _WORKDIR.value
@@ -175,7 +175,7 @@ def main(argv):
     json.dump(result, f, indent=2)
   r = result["test"]
   report = [f"# Evaluation of {workdir} (step {step})", "",
-            f"| examples | k | test NLL | -ELBO | -IWAE-50 | bits/dim | active units | s | samples/s |",
+            "| examples | k | test NLL | -ELBO | -IWAE-50 | bits/dim | active units | s | samples/s |",
             "|---|---|---|---|---|---|---|---|---|",
             f"| {len(test)} | {_K.value} | {r['nll']:.2f} +- {r['nll_stderr']:.2f} | {r['neg_elbo']:.2f} | "
             f"{r['neg_iwae_50']:.2f} | {r['bits_per_dim']:.4f} | {result['active_units']}/{model.latent_dim} | "

@@ -149,7 +149,7 @@ def class_grid(opts: Options, workdirs: list[str], key) -> dict:
   import jax
   import jax.numpy as jnp
   import numpy as np
-  from vaejax import experiment, plots
+  from vaejax import pictures, plots
   (workdir,) = workdirs
   saved = _saved_config(workdir)
   if saved.model != "cvae" or saved.condition != "label" or saved.latent_dim < 1:
@@ -158,7 +158,7 @@ def class_grid(opts: Options, workdirs: list[str], key) -> dict:
   config, model, params, _, step = _load(workdir, opts)
   n, digits = opts.num_draws, np.arange(10)
   grid_key, interp_key = jax.random.split(key)
-  grid = np.asarray(experiment.class_conditioned_samples(model, params, key=grid_key, num_draws=n))
+  grid = np.asarray(pictures.class_conditioned_samples(model, params, key=grid_key, num_draws=n))
   learned = config.prior == "learned"
   plots.labelled_grid(
       os.path.join(opts.out, "class_grid.png"), grid, row_labels=[str(d) for d in digits],

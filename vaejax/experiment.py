@@ -14,13 +14,12 @@ import time
 from typing import Any
 
 import jax
-import jax.numpy as jnp
 import ml_collections
 import numpy as np
-import optax
 
-from vaejax import checkpoint, config as config_lib, data, estimators, evaluate, models, objectives
-from vaejax import optim, parallel, training, viz
+from vaejax import checkpoint, config as config_lib, evaluate, objectives, parallel, pictures, training
+from vaejax.builders import (EVAL_BINARIZATION_KEY, build_estimator, build_model,  # noqa: F401
+                             build_optimizer, examples, learning_rate, load_data)
 
 # Summary fields that are wall-clock measurements, so differ between identical runs.
 TIMING_KEYS = ("examples_per_sec", "train_seconds", "compile_seconds", "eval_seconds")
@@ -32,98 +31,6 @@ class RunError(RuntimeError):
 
 def config_to_dict(config: ml_collections.ConfigDict) -> dict:
   return json.loads(config.to_json())
-
-
-def build_model(config, image_shape) -> models.LatentVariableModel:
-  return models.make(config, image_shape)
-
-
-def build_estimator(config, *, for_eval: bool = False) -> estimators.Estimator:
-  if for_eval:  # test metrics: the plain ELBO (and IWAE-K when trained on it), beta = 1
-    if config.objective in ("iwae", "ae"):  # an AE has no posterior variance: recon only
-      return estimators.make_estimator(config.objective, num_samples=config.num_samples)
-    return estimators.make_estimator("elbo")
-  penalty = objectives.make_kl_penalty(
-      beta=config.beta, warmup_steps=config.kl_warmup_steps, free_bits=config.free_bits,
-      capacity_max=config.capacity_max, capacity_steps=config.capacity_steps,
-      capacity_gamma=config.capacity_gamma)
-  return estimators.make_estimator(
-      config.objective, config.estimator, beta=config.beta, num_samples=config.num_samples,
-      analytic_kl=config.analytic_kl, baseline=config.baseline,
-      baseline_decay=config.baseline_decay, kl_penalty=penalty)
-
-
-def learning_rate(config, steps_per_epoch: int):
-  """config.learning_rate, or Burda et al.'s schedule: lr * 10^(-i/7) for 3^i epochs,
-  i = 0, 1, ... (3280 epochs for i <= 7)."""
-  if config.lr_schedule == "constant":
-    return config.learning_rate
-  boundaries, epochs = {}, 0
-  for i in range(1, 8):
-    epochs += 3 ** (i - 1)
-    boundaries[epochs * steps_per_epoch] = 10 ** (-1 / 7)  # multiplies the previous value
-  return optax.piecewise_constant_schedule(config.learning_rate, boundaries)
-
-
-def build_optimizer(config, estimator: estimators.Estimator,
-                    steps_per_epoch: int = 1) -> optax.GradientTransformation:
-  lr = learning_rate(config, steps_per_epoch)
-  adam_settings = dict(b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps)
-  if config.grad_clip_norm <= 0 and estimator.baseline != "moving_average":
-    # Plain Adam: the variant that skips non-finite updates in place (same state).
-    # Clipping and the moving-average baseline's EMA (an optax.multi_transform) wrap
-    # Adam in optax combinators that cannot pass the gate on, so they keep optax.adam.
-    return optim.skippable_adam(lr, **adam_settings)
-  adam = optax.adam(lr, **adam_settings)
-  if config.grad_clip_norm > 0:
-    adam = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
-  return estimators.make_optimizer(adam, estimator)
-
-
-def load_data(config) -> tuple[data.Dataset, dict[str, data.Dataset]]:
-  """(train set, {"test": ..., ["validation": ...]}), checked for the model's needs."""
-  data_dir = config.data_dir or None
-  train_split = "train[:50000]" if config.validation_split else "train"
-  train = data.load(config.dataset, train_split, data_dir)
-  evals = {"test": data.load(config.dataset, "test", data_dir)}
-  if config.validation_split:
-    evals["validation"] = data.load(config.dataset, "validation", data_dir)
-  if config.train_subset:
-    train = train.take(config.train_subset)
-  if config.eval_subset:
-    evals = {k: v.spread(config.eval_subset) for k, v in evals.items()}
-  binary = config.dataset == "binarized_mnist"
-  for split, ds in [("train", train), *evals.items()]:
-    data.check_images(ds.images, what=f"{config.dataset} {split}", binary=binary)
-    if "label" in models.required_keys(config):
-      data.check_labels(ds.labels, num_classes=models.cvae.NUM_CLASSES,
-                        what=f"{config.dataset} {split}")
-  if len(train) < config.batch_size:
-    raise config_lib.ConfigError(f"config.batch_size={config.batch_size} exceeds the "
-                                 f"{len(train)} training examples")
-  return train, evals
-
-
-# Evaluation data under dynamic binarisation: ONE fixed Bernoulli draw of the grey test
-# set, the same for every run and seed, so that runs are compared on the same pixels.
-EVAL_BINARIZATION_KEY = 20151001
-
-
-def examples(config, dataset: data.Dataset, *, as_float: bool = False) -> dict:
-  """The example pytree of a whole data set: {"image": [N, H, W, C]} plus the keys
-  the model needs ("label": int32 [N]). Images stay uint8 unless as_float
-  (then float32 in [0, 1], for evaluation; with dynamic binarisation the fixed
-  binarised draw keyed by EVAL_BINARIZATION_KEY)."""
-  images = dataset.images
-  if as_float:
-    images = jnp.asarray(images, jnp.float32) / dataset.max_value
-    if config.dynamic_binarization:
-      key = jax.random.PRNGKey(EVAL_BINARIZATION_KEY)
-      images = jax.random.bernoulli(key, images).astype(jnp.float32)
-  out = {"image": images}
-  if "label" in models.required_keys(config):
-    out["label"] = dataset.labels
-  return out
 
 
 def _write_json_atomic(path: str, obj: Any) -> None:
@@ -343,7 +250,8 @@ def _finish(config, model, state, eval_sets, keys, timing, record, workdir, prim
                        "pixels, not a log-likelihood; neg_elbo is not a bound on -log p(x)")
   if primary:
     test_examples = examples(config, eval_sets["test"], as_float=True)
-    _write_pictures(config, model, state.params, test_examples, workdir, picture_key)
+    pictures.write_run_pictures(config, model, state.params, test_examples, workdir,
+                                key=picture_key)
     _write_json_atomic(os.path.join(workdir, "summary.json"), summary)
   headline = "neg_elbo" if "neg_elbo" in test_metrics else "recon"
   log(f"test {headline} {test_metrics[headline]:.2f} nats | summary in {workdir}/summary.json")
@@ -362,37 +270,3 @@ def importance_nll(config, model, params, eval_examples, *, key) -> dict[str, fl
   return {"nll": float(-log_px.mean()),
           "nll_stderr": float(log_px.std(ddof=1) / np.sqrt(len(log_px))),
           "nll_num_samples": k}
-
-
-def _write_pictures(config, model, params, test_examples, workdir, key) -> None:
-  """samples.png (prior draws; for a conditional model under test examples'
-  conditions), reconstructions.png, and for a class-conditioned CVAE
-  class_samples.png (one row per digit, one column per prior draw)."""
-  n = config.num_image_samples
-  if not n:
-    return
-  cols = int(np.ceil(np.sqrt(n)))
-  num_test = len(test_examples["image"])
-  inputs = jax.tree_util.tree_map(lambda a: a[:: max(1, num_test // n)][:n], test_examples)
-  samples = jax.vmap(lambda x, k: model.mean_image(params, x, model.prior(params, x).sample(key=k)))(
-      inputs, jax.random.split(key, len(inputs["image"])))
-  viz.save_grid(os.path.join(workdir, "samples.png"), np.asarray(samples), cols=cols)
-  recons = jax.vmap(lambda x: model.mean_image(params, x, model.posterior(params, x).mean))(inputs)
-  viz.save_grid(os.path.join(workdir, "reconstructions.png"),
-                viz.interleave_rows(np.asarray(inputs["image"]), np.asarray(recons), cols=cols),
-                cols=cols)
-  if config.model == "cvae" and config.condition == "label":
-    grid = class_conditioned_samples(model, params, key=key, num_draws=cols)
-    viz.save_grid(os.path.join(workdir, "class_samples.png"),
-                  np.asarray(grid).reshape((-1,) + grid.shape[2:]), cols=cols)
-
-
-def class_conditioned_samples(model, params, *, key: jax.Array, num_draws: int,
-                              num_classes: int = 10) -> jax.Array:
-  """E[x|z, c] for z ~ p(z|c): [num_classes, num_draws, H, W, C]; draw j uses the
-  same key for every class (the columns share a style under a standard prior)."""
-  def one(label, k):
-    x = {"image": jnp.zeros(model.image_shape), "label": label}
-    return model.mean_image(params, x, model.prior(params, x).sample(key=k))
-  keys = jax.random.split(key, num_draws)
-  return jax.vmap(lambda c: jax.vmap(lambda k: one(c, k))(keys))(jnp.arange(num_classes))

@@ -15,6 +15,9 @@ from vaejax.models.base import (GREY_LIKELIHOODS, LIKELIHOODS, Example, LatentVa
                                 Params, image_of)
 from vaejax.models.vae import ARCHITECTURES, COMPUTE_DTYPES, VAE, make_vae
 
+__all__ = ["ARCHITECTURES", "COMPUTE_DTYPES", "GREY_LIKELIHOODS", "LIKELIHOODS", "MODELS", "VAE",
+           "Example", "LatentVariableModel", "Params", "cvae", "image_of", "make", "make_vae",
+           "required_keys", "vae"]
 MODELS = ("vae", "cvae")
 
 

@@ -1,0 +1,104 @@
+"""From a config to the pieces of a run: model, estimator, optimizer and data.
+
+`experiment.run` and the scripts that rebuild a run (evaluation, figures,
+benchmarks) all build through these, so a restored run is the trained one.
+"""
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+import optax
+
+from vaejax import config as config_lib, data, estimators, models, objectives, optim
+
+
+def build_model(config, image_shape) -> models.LatentVariableModel:
+  return models.make(config, image_shape)
+
+
+def build_estimator(config, *, for_eval: bool = False) -> estimators.Estimator:
+  if for_eval:  # test metrics: the plain ELBO (and IWAE-K when trained on it), beta = 1
+    if config.objective in ("iwae", "ae"):  # an AE has no posterior variance: recon only
+      return estimators.make_estimator(config.objective, num_samples=config.num_samples)
+    return estimators.make_estimator("elbo")
+  penalty = objectives.make_kl_penalty(
+      beta=config.beta, warmup_steps=config.kl_warmup_steps, free_bits=config.free_bits,
+      capacity_max=config.capacity_max, capacity_steps=config.capacity_steps,
+      capacity_gamma=config.capacity_gamma)
+  return estimators.make_estimator(
+      config.objective, config.estimator, beta=config.beta, num_samples=config.num_samples,
+      analytic_kl=config.analytic_kl, baseline=config.baseline,
+      baseline_decay=config.baseline_decay, kl_penalty=penalty)
+
+
+def learning_rate(config, steps_per_epoch: int):
+  """config.learning_rate, or Burda et al.'s schedule: lr * 10^(-i/7) for 3^i epochs,
+  i = 0, 1, ... (3280 epochs for i <= 7)."""
+  if config.lr_schedule == "constant":
+    return config.learning_rate
+  boundaries, epochs = {}, 0
+  for i in range(1, 8):
+    epochs += 3 ** (i - 1)
+    boundaries[epochs * steps_per_epoch] = 10 ** (-1 / 7)  # multiplies the previous value
+  return optax.piecewise_constant_schedule(config.learning_rate, boundaries)
+
+
+def build_optimizer(config, estimator: estimators.Estimator,
+                    steps_per_epoch: int = 1) -> optax.GradientTransformation:
+  lr = learning_rate(config, steps_per_epoch)
+  adam_settings = dict(b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps)
+  if config.grad_clip_norm <= 0 and estimator.baseline != "moving_average":
+    # Plain Adam: the variant that skips non-finite updates in place (same state).
+    # Clipping and the moving-average baseline's EMA (an optax.multi_transform) wrap
+    # Adam in optax combinators that cannot pass the gate on, so they keep optax.adam.
+    return optim.skippable_adam(lr, **adam_settings)
+  adam = optax.adam(lr, **adam_settings)
+  if config.grad_clip_norm > 0:
+    adam = optax.chain(optax.clip_by_global_norm(config.grad_clip_norm), adam)
+  return estimators.make_optimizer(adam, estimator)
+
+
+def load_data(config) -> tuple[data.Dataset, dict[str, data.Dataset]]:
+  """(train set, {"test": ..., ["validation": ...]}), checked for the model's needs."""
+  data_dir = config.data_dir or None
+  train_split = "train[:50000]" if config.validation_split else "train"
+  train = data.load(config.dataset, train_split, data_dir)
+  evals = {"test": data.load(config.dataset, "test", data_dir)}
+  if config.validation_split:
+    evals["validation"] = data.load(config.dataset, "validation", data_dir)
+  if config.train_subset:
+    train = train.take(config.train_subset)
+  if config.eval_subset:
+    evals = {k: v.spread(config.eval_subset) for k, v in evals.items()}
+  binary = config.dataset == "binarized_mnist"
+  for split, ds in [("train", train), *evals.items()]:
+    data.check_images(ds.images, what=f"{config.dataset} {split}", binary=binary)
+    if "label" in models.required_keys(config):
+      data.check_labels(ds.labels, num_classes=models.cvae.NUM_CLASSES,
+                        what=f"{config.dataset} {split}")
+  if len(train) < config.batch_size:
+    raise config_lib.ConfigError(f"config.batch_size={config.batch_size} exceeds the "
+                                 f"{len(train)} training examples")
+  return train, evals
+
+
+# Evaluation data under dynamic binarisation: ONE fixed Bernoulli draw of the grey test
+# set, the same for every run and seed, so that runs are compared on the same pixels.
+EVAL_BINARIZATION_KEY = 20151001
+
+
+def examples(config, dataset: data.Dataset, *, as_float: bool = False) -> dict:
+  """The example pytree of a whole data set: {"image": [N, H, W, C]} plus the keys
+  the model needs ("label": int32 [N]). Images stay uint8 unless as_float
+  (then float32 in [0, 1], for evaluation; with dynamic binarisation the fixed
+  binarised draw keyed by EVAL_BINARIZATION_KEY)."""
+  images = dataset.images
+  if as_float:
+    images = jnp.asarray(images, jnp.float32) / dataset.max_value
+    if config.dynamic_binarization:
+      key = jax.random.PRNGKey(EVAL_BINARIZATION_KEY)
+      images = jax.random.bernoulli(key, images).astype(jnp.float32)
+  out = {"image": images}
+  if "label" in models.required_keys(config):
+    out["label"] = dataset.labels
+  return out

@@ -1,0 +1,46 @@
+"""Pictures of a trained model written into its workdir: prior samples,
+reconstructions and, for a class-conditioned CVAE, one row of samples per class.
+Models are any `vaejax.models.base.LatentVariableModel`; images are PNG grids."""
+from __future__ import annotations
+
+import os
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vaejax import viz
+
+
+def write_run_pictures(config, model, params, test_examples, workdir, *, key) -> None:
+  """samples.png (prior draws; for a conditional model under test examples'
+  conditions), reconstructions.png, and for a class-conditioned CVAE
+  class_samples.png (one row per digit, one column per prior draw)."""
+  n = config.num_image_samples
+  if not n:
+    return
+  cols = int(np.ceil(np.sqrt(n)))
+  num_test = len(test_examples["image"])
+  inputs = jax.tree_util.tree_map(lambda a: a[:: max(1, num_test // n)][:n], test_examples)
+  samples = jax.vmap(lambda x, k: model.mean_image(params, x, model.prior(params, x).sample(key=k)))(
+      inputs, jax.random.split(key, len(inputs["image"])))
+  viz.save_grid(os.path.join(workdir, "samples.png"), np.asarray(samples), cols=cols)
+  recons = jax.vmap(lambda x: model.mean_image(params, x, model.posterior(params, x).mean))(inputs)
+  viz.save_grid(os.path.join(workdir, "reconstructions.png"),
+                viz.interleave_rows(np.asarray(inputs["image"]), np.asarray(recons), cols=cols),
+                cols=cols)
+  if config.model == "cvae" and config.condition == "label":
+    grid = class_conditioned_samples(model, params, key=key, num_draws=cols)
+    viz.save_grid(os.path.join(workdir, "class_samples.png"),
+                  np.asarray(grid).reshape((-1,) + grid.shape[2:]), cols=cols)
+
+
+def class_conditioned_samples(model, params, *, key: jax.Array, num_draws: int,
+                              num_classes: int = 10) -> jax.Array:
+  """E[x|z, c] for z ~ p(z|c): [num_classes, num_draws, H, W, C]; draw j uses the
+  same key for every class (the columns share a style under a standard prior)."""
+  def one(label, k):
+    x = {"image": jnp.zeros(model.image_shape), "label": label}
+    return model.mean_image(params, x, model.prior(params, x).sample(key=k))
+  keys = jax.random.split(key, num_draws)
+  return jax.vmap(lambda c: jax.vmap(lambda k: one(c, k))(keys))(jnp.arange(num_classes))
