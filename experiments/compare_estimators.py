@@ -314,6 +314,10 @@ def main(argv):
   config = _CONFIG.value
   try:
     config_lib.validate(config)
+    if config.model != "vae" or config.dataset != "binarized_mnist":
+      # Batches here are bare binary images: no labels, no binarisation step.
+      raise config_lib.ConfigError("compare_estimators runs model='vae' on "
+                                   "dataset='binarized_mnist' only")
     if config.mode not in ("snr_vs_k", "curves"):
       raise config_lib.ConfigError(f"config.mode={config.mode!r}; choose 'snr_vs_k' or 'curves'")
     for spec in config.estimators:

@@ -121,6 +121,10 @@ def main(argv):
     if _K.value < 1 or chunk < 1 or _K.value % chunk:
       raise ValueError(f"--k={_K.value} must be >= 1 and a multiple of --chunk={_CHUNK.value}")
     config, model, params, test, step = load_run(workdir, _DATA_DIR.value)
+    if config.objective == "ae":
+      raise ValueError(f"{workdir} is a deterministic autoencoder (objective='ae'): it has no "
+                       f"posterior variance, so no log-likelihood or bound to evaluate; its test "
+                       f"reconstruction is test/recon in summary.json")
   except (ValueError, data.DataError, checkpoint.CheckpointError, OSError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
@@ -147,7 +151,9 @@ def main(argv):
   stats = evaluate.latent_statistics(model, params, images) if model.latent_dim else {
       "activity": np.zeros(0), "kl_per_dim": np.zeros(0), "posterior_means": np.zeros((len(test), 0))}
   activity = np.asarray(stats["activity"])
-  num_pixels = int(np.prod(test.images.shape[1:]))
+  # The pixels the likelihood scores: all, or a quadrant CVAE's missing ones.
+  mask = getattr(getattr(model, "condition", None), "target_mask", None)
+  num_pixels = int(np.sum(mask)) if mask is not None else int(np.prod(test.images.shape[1:]))
   nll = float(-log_px.mean())
   result = {
       "workdir": workdir, "checkpoint_step": step, "dataset": config.dataset, "examples": len(test),
@@ -162,6 +168,9 @@ def main(argv):
       "peak_host_memory_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
       "backend": jax.default_backend(), "jax": jax.__version__,
   }
+  if config.likelihood == "bernoulli_grey":
+    result["note"] = ("likelihood='bernoulli_grey': BCE on grey pixels, not a normalised "
+                      "likelihood; nll, the bounds and bits/dim are not log-likelihoods")
   pictures(out, model, params, images, test.labels, activity, picture_key)
   if test.labels is not None and model.latent_dim:
     viz.latent_scatter(os.path.join(out, "latent_scatter.png"),

@@ -81,6 +81,10 @@ def test_a_key_added_since_the_checkpoint_counts_as_unchanged_only_at_its_defaul
     (dict(free_bits=0.5, capacity_max=10.0), r"alternatives"),
     (dict(objective="iwae", kl_warmup_steps=100), r"kl_warmup_steps=100 shapes the ELBO's KL"),
     (dict(validation_split=True), r"validation_split applies to dataset='mnist' only"),
+    (dict(capacity_max=25.0, capacity_steps=100, kl_warmup_steps=50),
+     r"capacity_max ramps its own target C\(t\); set kl_warmup_steps=0"),
+    (dict(objective="ae", eval_importance_samples=100), r"objective='ae' has no posterior variance"),
+    (dict(objective="iwae", capacity_gamma=10.0), r"capacity_gamma=10.0 shapes the ELBO's KL"),
 ])
 def test_model_and_data_mismatches_are_one_line_errors(overrides, match):
   config = config_lib.base_config()

@@ -155,7 +155,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
                       f"dataset='mnist'")
   if config.model != "cvae" and config.prior != "standard_normal":
     raise ConfigError(f"config.prior={config.prior!r} applies to model='cvae' only")
-  kl_keys = ("kl_warmup_steps", "free_bits", "capacity_max")
+  kl_keys = ("kl_warmup_steps", "free_bits", "capacity_max", "capacity_steps", "capacity_gamma")
   if config.objective != "elbo":
     for key in ("beta",) + kl_keys:
       if config[key] != base_config()[key]:
@@ -167,6 +167,11 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
                       "estimator='pathwise' with analytic_kl=True")
   if config.free_bits and config.capacity_max:
     raise ConfigError("config.free_bits and config.capacity_max are alternatives; set one")
+  if config.capacity_max and config.kl_warmup_steps:
+    raise ConfigError("config.capacity_max ramps its own target C(t); set kl_warmup_steps=0")
+  if config.eval_importance_samples and config.objective == "ae":
+    raise ConfigError("config.eval_importance_samples: objective='ae' has no posterior "
+                      "variance to sample; its test metric is the reconstruction")
   if config.capacity_max and config.beta != 1.0:
     raise ConfigError("config.capacity_max replaces beta by capacity_gamma; leave beta=1")
   if config.baseline != "none" and config.estimator != "score_function":

@@ -29,10 +29,10 @@ def get_config():
   config.hidden = (500,)
   config.latent_dim = 10
   config.beta = 1.0
-  config.kl_warmup_steps = 4690  # 10 epochs of 60000 / 128
+  config.kl_warmup_steps = 4690  # about 10 epochs of 468 steps
   config.batch_size = 128
   config.learning_rate = 1e-3
   config.epochs = 30
-  config.log_every = 469
-  config.checkpoint_every = 2345  # every 5 epochs
+  config.log_every = 468  # one epoch: 60000 // 128 steps
+  config.checkpoint_every = 2340  # every 5 epochs
   return config

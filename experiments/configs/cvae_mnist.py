@@ -28,7 +28,7 @@ def get_config():
   config.batch_size = 128
   config.learning_rate = 1e-3
   config.epochs = 20
-  config.log_every = 469  # one epoch of 60000 / 128
-  config.checkpoint_every = 2345  # every 5 epochs
+  config.log_every = 468  # one epoch: 60000 // 128 steps
+  config.checkpoint_every = 2340  # every 5 epochs
   config.num_image_samples = 100  # class_samples.png: 10 draws per digit
   return config

@@ -27,8 +27,8 @@ def get_config():
   config.batch_size = 128
   config.learning_rate = 1e-3
   config.epochs = 30
-  config.log_every = 469
-  config.checkpoint_every = 4690
+  config.log_every = 468  # one epoch: 60000 // 128 steps
+  config.checkpoint_every = 4680  # every 10 epochs
   config.eval_importance_samples = 1000
   config.num_image_samples = 16
   return config
