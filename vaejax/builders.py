@@ -61,11 +61,10 @@ def build_optimizer(config, estimator: estimators.Estimator,
 def load_data(config) -> tuple[data.Dataset, dict[str, data.Dataset]]:
   """(train set, {"test": ..., ["validation": ...]}), checked for the model's needs."""
   data_dir = config.data_dir or None
-  train_split = "train[:50000]" if config.validation_split else "train"
-  train = data.load(config.dataset, train_split, data_dir)
+  train = data.load(config.dataset, "train", data_dir)
   evals = {"test": data.load(config.dataset, "test", data_dir)}
-  if config.validation_split:
-    evals["validation"] = data.load(config.dataset, "validation", data_dir)
+  if config.validation_split:  # mnist's validation split is train[50000:]: read the file once
+    train, evals["validation"] = train.select(slice(None, 50000)), train.select(slice(50000, None))
   if config.train_subset:
     train = train.take(config.train_subset)
   if config.eval_subset:
