@@ -30,34 +30,15 @@ flags.mark_flags_as_required(["workdir"])
 
 
 def load_run(workdir: str, data_dir=None):
-  """(config, model, params) from a run's workdir; raises ValueError with advice."""
-  import jax
-  import ml_collections
-  from vaejax import checkpoint, config as config_lib, data, experiment, training
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise ValueError(f"{workdir} has no config.json: is it a workdir of experiments/train.py?")
-  config = config_lib.base_config()  # defaults for keys newer than the run
-  with open(path) as f:
-    config.update(ml_collections.ConfigDict(json.load(f)))
+  """(config, model, params, test set, step): the run (vaejax.load_run) and its test
+  split; raises ValueError (vaejax.NotARunError), DataError or CheckpointError."""
+  import vaejax
+  from vaejax import data
+  run = vaejax.load_run(workdir)
   if data_dir:
-    config.data_dir = data_dir
-  test = data.load(config.dataset, "test", config.data_dir or None)
-  model = experiment.build_model(config, test.images.shape[1:])
-  estimator = experiment.build_estimator(config)
-  optimizer = experiment.build_optimizer(config, estimator)
-  key = jax.random.PRNGKey(0)
-  like = training.create_train_state({**model.init(key), **estimator.init_params(key, model)},
-                                     optimizer, key=key)
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
-  try:
-    restored = ckpt.restore_latest(like)
-  finally:
-    ckpt.close()
-  if restored is None:
-    raise ValueError(f"{workdir}/checkpoints holds no readable checkpoint")
-  step, state, _ = restored
-  return config, model, state.params, test, step
+    run.config.data_dir = data_dir
+  test = data.load(run.config.dataset, "test", run.config.data_dir or None)
+  return run.config, run.model, run.params, test, run.step
 
 
 def pictures(out, model, params, examples, labels, activity, key):
@@ -67,6 +48,7 @@ def pictures(out, model, params, examples, labels, activity, key):
   import jax.numpy as jnp
   import numpy as np
   from vaejax import viz
+  from vaejax.models import batched
   decode = jax.jit(jax.vmap(lambda x, z: model.mean_image(params, x, z)))
   encode = jax.jit(jax.vmap(lambda x: model.posterior(params, x).mean))
   take = lambda idx: jax.tree_util.tree_map(lambda a: a[jnp.asarray(idx)], examples)  # noqa: E731
@@ -88,12 +70,10 @@ def pictures(out, model, params, examples, labels, activity, key):
     pairs = [(firsts[i], firsts[(i + 3) % len(firsts)]) for i in range(min(5, len(firsts)))]
   else:
     pairs = [(i, n // 2 + i) for i in range(5)]
-  t = jnp.linspace(0.0, 1.0, 10)[:, None]
-  strips = []
-  for a, b in pairs:
-    z0, z1 = encode(take([a, b]))
-    strips.append(np.asarray(decode(repeat(a, 10), (1 - t) * z0 + t * z1)))
-  viz.save_grid(os.path.join(out, "interpolations.png"), np.concatenate(strips), cols=10)
+  starts, ends = (take([p[i] for p in pairs]) for i in (0, 1))
+  strips = np.asarray(batched.interpolate(model, params, starts, ends, num_steps=10))
+  viz.save_grid(os.path.join(out, "interpolations.png"),
+                strips.reshape((-1,) + strips.shape[2:]), cols=10)
   # Traversals over [-3, 3] of the most active dimensions, from one test digit's mean.
   z = encode(take([0]))[0]
   dims = np.argsort(-np.asarray(activity))[: min(10, d)]

@@ -23,8 +23,7 @@ quadrants   NN baseline / CVAE pairs, one pair per setting of 1, 2 or 3 observed
             run's test -log p(x_missing | x_observed) beside the Pyro example's
             numbers; quadrant_completions.png for the first pair's setting.
 
-Runs are workdirs of experiments/train.py, read with experiments/evaluate.py's
-load_run; test images are the run's evaluation data (experiment.examples: under
+Runs are workdirs of experiments/train.py, read with vaejax.load_run; test images are the run's evaluation data (experiment.examples: under
 dynamic binarisation the fixed binary draw). Errors are one line on stderr, exit
 status 2.
 """
@@ -34,22 +33,17 @@ import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
-sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # experiments/evaluate.py
 
 from absl import app, flags, logging  # noqa: E402
 
 FIGURES = ("class_grid", "traversal", "ae_vs_vae", "quadrants")
 _FIGURE = flags.DEFINE_string("figure", None, f"Which figure: one of {', '.join(FIGURES)}.")
 _WORKDIRS = flags.DEFINE_list("workdirs", [], "Comma-separated run workdirs (see above).")
-# experiments/evaluate.py (imported after parsing, for load_run) defines flags of these
-# four names too: allow_override lets it, and main reads every value before that import.
-_OUT = flags.DEFINE_string("out", None, "Folder for the PNGs and JSON (created).",
-                           allow_override=True)
-_DATA_DIR = flags.DEFINE_string("data_dir", None, "Override the runs' data_dir.",
-                                allow_override=True)
-_SEED = flags.DEFINE_integer("seed", 0, "Key for prior draws.", allow_override=True)
+_OUT = flags.DEFINE_string("out", None, "Folder for the PNGs and JSON (created).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "Override the runs' data_dir.")
+_SEED = flags.DEFINE_integer("seed", 0, "Key for prior draws.")
 _SUBSET = flags.DEFINE_integer("subset", 0, "traversal, ae_vs_vae: use this many test "
-                               "examples (evenly spaced; 0: all).", allow_override=True)
+                               "examples (evenly spaced; 0: all).")
 _NUM_DRAWS = flags.DEFINE_integer("num_draws", 10, "class_grid: prior draws (columns).")
 _NUM_DIMS = flags.DEFINE_integer("num_dims", 5, "traversal: latent dimensions traversed per run.")
 _TEST_INDEX = flags.DEFINE_integer("test_index", 0, "traversal: the test digit traversed from.")
@@ -79,7 +73,7 @@ class FigureError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Options:
-  """The flags' values, read once in main (see the note on allow_override above)."""
+  """The flags' values, read once in main."""
   out: str
   data_dir: str | None = None
   seed: int = 0
@@ -94,26 +88,26 @@ class Options:
 
 def _saved_config(workdir: str):
   """The run's config.json over today's defaults: checked before load_run, which
-  spends seconds on the data and checkpoint."""
-  import ml_collections
-  from vaejax import config as config_lib
-  path = os.path.join(workdir, "config.json")
-  if not os.path.exists(path):
-    raise FigureError(f"{workdir} has no config.json: is it a workdir of experiments/train.py?")
-  config = config_lib.base_config()
-  with open(path) as f:
-    config.update(ml_collections.ConfigDict(json.load(f)))
-  return config
+  spends seconds on the checkpoint."""
+  from vaejax import runs
+  try:
+    return runs.read_config(workdir)
+  except runs.NotARunError as e:
+    raise FigureError(str(e)) from None
 
 
 def _load(workdir: str, opts: Options):
-  """experiments/evaluate.py's load_run: (config, model, params, test, step)."""
-  from evaluate import load_run
+  """(config, model, params, test, step) of a run (vaejax.load_run) and its test set."""
+  import vaejax
   from vaejax import checkpoint, data
   try:
-    return load_run(workdir, opts.data_dir)
+    run = vaejax.load_run(workdir)
+    test = data.load(run.config.dataset, "test", opts.data_dir or run.config.data_dir or None)
   except (ValueError, data.DataError, checkpoint.CheckpointError) as e:
     raise FigureError(str(e)) from None
+  if opts.data_dir:
+    run.config.data_dir = opts.data_dir
+  return run.config, run.model, run.params, test, run.step
 
 
 def _summary(workdir: str) -> dict | None:

@@ -58,7 +58,8 @@ def test_missing_workdir_is_one_clear_line(tmp_path):
   proc = subprocess.run([sys.executable, str(REPO / "experiments" / "evaluate.py"),
                          "--workdir", str(tmp_path)], capture_output=True, text=True, timeout=120, cwd=REPO)
   assert proc.returncode == 2
-  assert proc.stderr.strip() == f"error: {tmp_path} has no config.json: is it a workdir of experiments/train.py?"
+  assert proc.stderr.strip() == (f"error: {tmp_path} is not a run: it has no config.json (a "
+                                 f"workdir of experiments/train.py has config.json and checkpoints/)")
 
 
 def run_table1_report(*args):

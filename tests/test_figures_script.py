@@ -41,17 +41,9 @@ def _in_lanes(jobs: list[list], run) -> list:
 
 
 @pytest.fixture(scope="module")
-def env(tmp_path_factory) -> dict:
-  """The subprocesses' environment. A smoke run's time is mostly XLA compiling, so:
-  a compilation cache shared by this module's processes (an earlier run's model init
-  and evaluation serve the later ones), and no costly LLVM optimisation (it halves
-  compile time; these tests check what is drawn, not speed)."""
-  xla_flags = " ".join(filter(None, [os.environ.get("XLA_FLAGS"), "--xla_backend_optimization_level=0",
-                                     "--xla_llvm_disable_expensive_passes=true"]))
-  return {**os.environ, "XLA_FLAGS": xla_flags,
-          "JAX_COMPILATION_CACHE_DIR": str(tmp_path_factory.mktemp("jax_cache")),
-          "JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS": "0",
-          "JAX_PERSISTENT_CACHE_MIN_ENTRY_SIZE_BYTES": "-1"}
+def env() -> dict:
+  """The subprocesses' environment: conftest's (fast compiles, a shared compilation cache)."""
+  return dict(os.environ)
 
 
 @pytest.fixture(scope="module")

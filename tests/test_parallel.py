@@ -15,14 +15,14 @@ import numpy as np
 import pytest
 
 from conftest import REPO
-from test_train_script import run_train
 
 WORKER = str(REPO / "tests" / "_parallel_worker.py")
 
 
 def _env(devices, model="vae"):
-  env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-             PYTHONPATH=str(REPO), VAEJAX_WORKER_MODEL=model)
+  xla_flags = f"{os.environ.get('XLA_FLAGS', '')} --xla_force_host_platform_device_count={devices}"
+  env = dict(os.environ, XLA_FLAGS=xla_flags.strip(), PYTHONPATH=str(REPO),
+             VAEJAX_WORKER_MODEL=model)
   return env
 
 

@@ -4,7 +4,6 @@ import os
 import subprocess
 import sys
 
-import numpy as np
 import pytest
 
 from conftest import REPO
@@ -106,11 +105,13 @@ def test_shape_changing_config_is_refused_and_loses_nothing(smoke_run, data_dir)
 
 
 def test_log_every_zero_logs_only_the_last_step(tmp_path, data_dir):
-  proc = run_train(tmp_path, "--config.log_every=0", "--config.checkpoint_every=0", data_dir=data_dir)
+  proc = run_train(tmp_path, "--config.log_every=0", "--config.checkpoint_every=0",
+                   "--config.tensorboard=False", data_dir=data_dir)
   assert proc.returncode == 0, proc.stderr[-2000:]
   lines = [json.loads(l) for l in (tmp_path / "metrics.jsonl").read_text().splitlines()]
   assert [l["step"] for l in lines] == [32]
   assert sorted(os.listdir(tmp_path / "checkpoints")) == ["32"]
+  assert not list(tmp_path.glob("events.out.tfevents*"))  # tensorboard=False writes none
 
 
 def test_workdir_that_is_a_file_is_one_clear_line(tmp_path, data_dir):

@@ -1,8 +1,20 @@
 """vaejax: variational autoencoders as pure JAX functions.
 
 Modules, lowest first (each imports only modules above it): distributions ->
-nets -> models (a package: base, vae, cvae) -> objectives -> estimators ->
+nets -> models (a package: base, vae, cvae, batched) -> objectives -> estimators ->
 diagnostics -> optim -> training -> evaluate -> parallel -> data -> viz ->
-plots -> pictures -> checkpoint -> config -> builders -> experiment.
+plots -> pictures -> checkpoint -> config -> builders -> tensorboard_writer ->
+experiment -> runs.
+
+`vaejax.load_run(workdir)` restores a trained run (see `vaejax.runs`).
 """
 __version__ = "0.1.0"
+__all__ = ["load_run", "NotARunError"]
+
+
+def __getattr__(name):
+  # Lazy, so that `import vaejax.distributions` does not pull in orbax and the rest.
+  if name in __all__:
+    from vaejax import runs
+    return getattr(runs, name)
+  raise AttributeError(f"module 'vaejax' has no attribute {name!r}")

@@ -1,15 +1,18 @@
-"""From a config to the pieces of a run: model, estimator, optimizer and data.
+"""From a config to the pieces of a run: model, estimator, optimizer, data and evaluator.
 
 `experiment.run` and the scripts that rebuild a run (evaluation, figures,
 benchmarks) all build through these, so a restored run is the trained one.
 """
 from __future__ import annotations
 
+import math
+
 import jax
 import jax.numpy as jnp
+import numpy as np
 import optax
 
-from vaejax import config as config_lib, data, estimators, models, objectives, optim
+from vaejax import config as config_lib, data, estimators, evaluate, models, objectives, optim
 
 
 def build_model(config, image_shape) -> models.LatentVariableModel:
@@ -101,3 +104,41 @@ def examples(config, dataset: data.Dataset, *, as_float: bool = False) -> dict:
   if "label" in models.required_keys(config):
     out["label"] = dataset.labels
   return out
+
+
+def build_evaluator(config, model, eval_sets: dict[str, data.Dataset], *, key: jax.Array):
+  """evaluator(params, *, final=False) -> {split: {metric: float}} over the test (and
+  validation) set: the bounds of config's eval estimator (one compile serves every
+  call), plus the importance-sampled NLL when final and eval_importance_samples."""
+  per_example = build_estimator(config, for_eval=True).per_example
+  sets = {split: examples(config, dataset, as_float=True) for split, dataset in eval_sets.items()}
+
+  def evaluator(params, *, final=False):
+    evaluated = {}
+    for split, split_examples in sets.items():
+      metrics = evaluate.evaluate_dataset(
+          model, per_example, params, split_examples, key=key,
+          batch_size=min(config.eval_batch_size, len(eval_sets[split])))
+      metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}  # host sync: logging
+      metrics.pop("loss", None)
+      if final and config.eval_importance_samples:
+        metrics.update(importance_nll(config, model, params, split_examples,
+                                      key=jax.random.fold_in(key, 1)))
+      evaluated[split] = metrics
+    return evaluated
+
+  return evaluator
+
+
+def importance_nll(config, model, params, eval_examples, *, key) -> dict[str, float]:
+  """-log p(x) (for a conditional model -log p(x|c)) importance-sampled with
+  k = config.eval_importance_samples draws from q per example: mean and standard
+  error over the examples, in nats."""
+  k = config.eval_importance_samples
+  log_px = evaluate.importance_log_likelihood(
+      model, params, eval_examples, key=key, num_samples=k, chunk_size=math.gcd(k, 500),
+      batch_size=min(100, len(eval_examples["image"])))
+  log_px = np.asarray(jax.device_get(log_px), np.float64)  # host sync: summary
+  return {"nll": float(-log_px.mean()),
+          "nll_stderr": float(log_px.std(ddof=1) / np.sqrt(len(log_px))),
+          "nll_num_samples": k}

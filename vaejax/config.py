@@ -75,8 +75,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.keep_checkpoints = 3
   c.max_consecutive_skips = 20
   c.eval_batch_size = 1000
+  c.eval_every = 0  # steps; N > 0: also evaluate the test (and validation) bounds every N steps
   c.eval_importance_samples = 0  # k > 0: also report the importance-sampled test NLL (k draws)
   c.num_image_samples = 64
+  c.tensorboard = True  # event files beside metrics.jsonl (tensorboardX; `tensorboard --logdir`)
   return c
 
 
@@ -120,7 +122,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
   # latent_dim = 0 is the CVAE's deterministic baseline network p(x|c).
   _at_least(config, "latent_dim", 0 if config.model == "cvae" else 1)
   for key in ("beta", "grad_clip_norm", "num_devices", "train_subset", "eval_subset", "steps_per_dispatch",
-              "log_every", "checkpoint_every", "num_image_samples", "kl_warmup_steps",
+              "log_every", "eval_every", "checkpoint_every", "num_image_samples", "kl_warmup_steps",
               "free_bits", "capacity_max", "capacity_steps", "capacity_gamma",
               "eval_importance_samples"):
     _at_least(config, key, 0)

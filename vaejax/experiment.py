@@ -2,13 +2,14 @@
 checkpoints, final evaluation and pictures. `experiments/train.py` is the CLI.
 
 Writes into the workdir: metrics.jsonl (one JSON line per logging point),
-summary.json, checkpoints/ (orbax), config.json, samples.png,
-reconstructions.png. A workdir with checkpoints resumes from the newest one.
+TensorBoard event files (the same scalars, the final test metrics and picture
+grids, the config; config.tensorboard), summary.json, checkpoints/ (orbax),
+config.json, samples.png, reconstructions.png. A workdir with checkpoints
+resumes from the newest one.
 """
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from typing import Any
@@ -17,9 +18,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from vaejax import checkpoint, config as config_lib, evaluate, objectives, parallel, pictures, training
-from vaejax.builders import (EVAL_BINARIZATION_KEY, build_estimator, build_model,  # noqa: F401
-                             build_optimizer, examples, learning_rate, load_data)
+from vaejax import (checkpoint, config as config_lib, objectives, parallel, pictures,
+                    tensorboard_writer, training)
+from vaejax.builders import (EVAL_BINARIZATION_KEY, build_estimator, build_evaluator,  # noqa: F401
+                             build_model, build_optimizer, examples, importance_nll,
+                             learning_rate, load_data)
 
 # Summary fields that are wall-clock measurements, so differ between identical runs.
 TIMING_KEYS = ("examples_per_sec", "train_seconds", "compile_seconds", "eval_seconds")
@@ -83,23 +86,33 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   params = {**model.init(init_key), **estimator.init_params(baseline_key, model)}
   state = training.create_train_state(params, optimizer, key=train_key)
 
+  evaluator = build_evaluator(config, model, eval_sets, key=eval_key)
   run_config = config_to_dict(config)
   ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"),
                                  max_to_keep=config.keep_checkpoints)
-  try:  # close orbax's background machinery on every exit, errors included
-    state = _restore_or_start(ckpt, state, run_config, workdir, allow_config_change, primary, log)
-    runner = parallel.make_runner(
-        config.parallel, loss_fn=objectives.make_batch_loss(model, estimator.per_example),
-        optimizer=optimizer,
-        preprocess=training.make_preprocess(train_set.max_value, config.dynamic_binarization),
-        batch_size=config.batch_size, max_consecutive_skips=config.max_consecutive_skips,
-        num_devices=config.num_devices)
-    state, timing, last_record = _train(config, runner, state, train_set, data_key, ckpt,
-                                        run_config, workdir, primary, log)
+  writer = tensorboard_writer.NullWriter()
+  try:  # close the event file on every exit, errors included
+    try:  # and orbax's background machinery
+      state = _restore_or_start(ckpt, state, run_config, workdir, allow_config_change, primary,
+                                log)
+      if primary and config.tensorboard:
+        resumed = int(state.step) > 0
+        writer = tensorboard_writer.TensorBoardWriter(
+            workdir, purge_step=int(state.step) + 1 if resumed else None)
+      runner = parallel.make_runner(
+          config.parallel, loss_fn=objectives.make_batch_loss(model, estimator.per_example),
+          optimizer=optimizer,
+          preprocess=training.make_preprocess(train_set.max_value, config.dynamic_binarization),
+          batch_size=config.batch_size, max_consecutive_skips=config.max_consecutive_skips,
+          num_devices=config.num_devices)
+      state, timing, last_record = _train(config, runner, state, train_set, data_key, ckpt,
+                                          run_config, workdir, primary, log, writer, evaluator)
+    finally:
+      ckpt.close()
+    return _finish(config, model, state, eval_sets, evaluator, picture_key, timing,
+                   last_record, workdir, primary, log, writer)
   finally:
-    ckpt.close()
-  return _finish(config, model, state, eval_sets, (eval_key, picture_key), timing, last_record,
-                 workdir, primary, log)
+    writer.close()
 
 
 def changed_config_keys(saved: dict, run_config: dict) -> list[str]:
@@ -138,7 +151,8 @@ def _restore_or_start(ckpt, state, run_config, workdir, allow_config_change, pri
   return state
 
 
-def _train(config, runner, state, train_set, data_key, ckpt, run_config, workdir, primary, log):
+def _train(config, runner, state, train_set, data_key, ckpt, run_config, workdir, primary, log,
+           writer, evaluator):
   """The host loop: one dispatch per chunk; chunks end at logging, checkpoint and
   epoch boundaries, where the host syncs once."""
   steps_per_epoch = len(train_set) // config.batch_size
@@ -162,8 +176,8 @@ def _train(config, runner, state, train_set, data_key, ckpt, run_config, workdir
     epoch, position = divmod(step, steps_per_epoch)
     if epoch != perm_epoch:
       perm_epoch, perm = epoch, permutation(epoch)
-    every = [(config.log_every, step % config.log_every if config.log_every else 0),
-             (config.checkpoint_every, step % config.checkpoint_every if config.checkpoint_every else 0)]
+    every = [(n, step % n if n else 0)
+             for n in (config.log_every, config.eval_every, config.checkpoint_every)]
     num_steps = min([steps_per_epoch - position, total_steps - step]
                     + [n - done for n, done in every if n]
                     + ([config.steps_per_dispatch] if config.steps_per_dispatch else []))
@@ -182,14 +196,26 @@ def _train(config, runner, state, train_set, data_key, ckpt, run_config, workdir
       pending["sums"][k] = pending["sums"].get(k, 0.0) + float(v)
     diverged = skipped_consecutive >= config.max_consecutive_skips
     at_log_point = (step % config.log_every == 0) if config.log_every else False
-    if at_log_point or step == total_steps or diverged:
+    # The final evaluation is _finish's; the periodic ones are extra logging points.
+    at_eval_point = bool(config.eval_every) and step % config.eval_every == 0 and (
+        step < total_steps) and not diverged
+    if at_log_point or at_eval_point or step == total_steps or diverged:
       record = _metrics_record(pending, step, steps_per_epoch, skipped_total, config.batch_size)
       pending = {"steps": 0, "seconds": 0.0, "sums": {}}
+      if at_eval_point:
+        record.update({f"{split}/{k}": v for split, metrics in
+                       evaluator(runner.get_state(state).params).items()
+                       for k, v in metrics.items()})
       if primary:
         with open(os.path.join(workdir, "metrics.jsonl"), "a") as f:
           f.write(json.dumps(record) + "\n")
+        writer.scalars(step, {k if "/" in k else f"train/{k}": v for k, v in record.items()
+                              if k != "step"})
         shown = " ".join(f"{k} {record['train/' + k]:.2f}" for k in ("loss", "recon", "kl")
                          if record.get("train/" + k) is not None)
+        if at_eval_point:
+          headline = "neg_elbo" if "test/neg_elbo" in record else "recon"
+          shown += f" | test {headline} {record['test/' + headline]:.2f}"
         log(f"step {step}/{total_steps} epoch {record['epoch']:.2f} {shown or 'no update applied'}"
             f" | skipped {skipped_total} | {record['examples_per_sec']:.0f} ex/s")
     if diverged:
@@ -217,22 +243,11 @@ def _metrics_record(pending, step, steps_per_epoch, skipped_total, batch_size) -
           "examples_per_sec": steps * batch_size / max(pending["seconds"], 1e-9)}
 
 
-def _finish(config, model, state, eval_sets, keys, timing, record, workdir, primary, log):
+def _finish(config, model, state, eval_sets, evaluator, picture_key, timing, record, workdir,
+            primary, log, writer):
   """Test (and validation) metrics, pictures and summary.json from the final host-side state."""
-  eval_key, picture_key = keys
   t = time.perf_counter()
-  evaluated = {}
-  for split, dataset in eval_sets.items():
-    metrics = evaluate.evaluate_dataset(
-        model, build_estimator(config, for_eval=True).per_example, state.params,
-        examples(config, dataset, as_float=True), key=eval_key,
-        batch_size=min(config.eval_batch_size, len(dataset)))
-    metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}  # host sync: summary
-    metrics.pop("loss", None)
-    if config.eval_importance_samples:
-      metrics.update(importance_nll(config, model, state.params, examples(
-          config, dataset, as_float=True), key=jax.random.fold_in(eval_key, 1)))
-    evaluated[split] = metrics
+  evaluated = evaluator(state.params, final=True)
   test_metrics = evaluated["test"]
   trained_steps = timing.pop("trained_steps")
   summary = {
@@ -250,23 +265,15 @@ def _finish(config, model, state, eval_sets, keys, timing, record, workdir, prim
                        "pixels, not a log-likelihood; neg_elbo is not a bound on -log p(x)")
   if primary:
     test_examples = examples(config, eval_sets["test"], as_float=True)
-    pictures.write_run_pictures(config, model, state.params, test_examples, workdir,
-                                key=picture_key)
+    grids = pictures.write_run_pictures(config, model, state.params, test_examples, workdir,
+                                        key=picture_key)
     _write_json_atomic(os.path.join(workdir, "summary.json"), summary)
   headline = "neg_elbo" if "neg_elbo" in test_metrics else "recon"
+  if primary:
+    step = int(state.step)
+    for split, metrics in evaluated.items():
+      writer.scalars(step, {f"{split}/{k}": v for k, v in metrics.items()})
+    writer.images(step, grids)
+    writer.hparams(config_to_dict(config), {f"test/{headline}": test_metrics[headline]})
   log(f"test {headline} {test_metrics[headline]:.2f} nats | summary in {workdir}/summary.json")
   return summary
-
-
-def importance_nll(config, model, params, eval_examples, *, key) -> dict[str, float]:
-  """-log p(x) (for a conditional model -log p(x|c)) importance-sampled with
-  k = config.eval_importance_samples draws from q per example: mean and standard
-  error over the examples, in nats."""
-  k = config.eval_importance_samples
-  log_px = evaluate.importance_log_likelihood(
-      model, params, eval_examples, key=key, num_samples=k, chunk_size=math.gcd(k, 500),
-      batch_size=min(100, len(eval_examples["image"])))
-  log_px = np.asarray(jax.device_get(log_px), np.float64)  # host sync: summary
-  return {"nll": float(-log_px.mean()),
-          "nll_stderr": float(log_px.std(ddof=1) / np.sqrt(len(log_px))),
-          "nll_num_samples": k}

@@ -12,27 +12,33 @@ import numpy as np
 from vaejax import viz
 
 
-def write_run_pictures(config, model, params, test_examples, workdir, *, key) -> None:
+def write_run_pictures(config, model, params, test_examples, workdir, *, key) -> dict:
   """samples.png (prior draws; for a conditional model under test examples'
   conditions), reconstructions.png, and for a class-conditioned CVAE
-  class_samples.png (one row per digit, one column per prior draw)."""
+  class_samples.png (one row per digit, one column per prior draw).
+
+  Returns the grids written, {name: uint8 [H, W, C]} ({} when
+  config.num_image_samples is 0), for other writers (TensorBoard).
+  """
   n = config.num_image_samples
   if not n:
-    return
+    return {}
   cols = int(np.ceil(np.sqrt(n)))
   num_test = len(test_examples["image"])
   inputs = jax.tree_util.tree_map(lambda a: a[:: max(1, num_test // n)][:n], test_examples)
   samples = jax.vmap(lambda x, k: model.mean_image(params, x, model.prior(params, x).sample(key=k)))(
       inputs, jax.random.split(key, len(inputs["image"])))
-  viz.save_grid(os.path.join(workdir, "samples.png"), np.asarray(samples), cols=cols)
+  grids = {"samples": viz.image_grid(np.asarray(samples), cols=cols)}
   recons = jax.vmap(lambda x: model.mean_image(params, x, model.posterior(params, x).mean))(inputs)
-  viz.save_grid(os.path.join(workdir, "reconstructions.png"),
-                viz.interleave_rows(np.asarray(inputs["image"]), np.asarray(recons), cols=cols),
-                cols=cols)
+  grids["reconstructions"] = viz.image_grid(
+      viz.interleave_rows(np.asarray(inputs["image"]), np.asarray(recons), cols=cols), cols=cols)
   if config.model == "cvae" and config.condition == "label":
     grid = class_conditioned_samples(model, params, key=key, num_draws=cols)
-    viz.save_grid(os.path.join(workdir, "class_samples.png"),
-                  np.asarray(grid).reshape((-1,) + grid.shape[2:]), cols=cols)
+    grids["class_samples"] = viz.image_grid(np.asarray(grid).reshape((-1,) + grid.shape[2:]),
+                                            cols=cols)
+  for name, grid in grids.items():
+    viz.write_png(os.path.join(workdir, f"{name}.png"), grid)
+  return grids
 
 
 def class_conditioned_samples(model, params, *, key: jax.Array, num_draws: int,

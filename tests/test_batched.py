@@ -1,0 +1,117 @@
+"""vaejax.models.batched: encode/decode/sample/reconstruct/interpolate on any model."""
+import functools
+
+import chex
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vaejax import models
+from vaejax.models import batched, cvae
+
+SHAPE = (28, 28, 1)
+
+
+@pytest.fixture(scope="module")
+def vae():
+  model = models.make_vae(architecture="mlp", image_shape=SHAPE, latent_dim=3, hidden=(16,))
+  return model, model.init(jax.random.PRNGKey(0))
+
+
+@pytest.fixture(scope="module")
+def label_cvae():
+  model = cvae.make_cvae(architecture="mlp", image_shape=SHAPE, latent_dim=3, hidden=(16,),
+                         condition="label", prior="learned")
+  return model, model.init(jax.random.PRNGKey(1))
+
+
+def _images(n, seed=0):
+  return (jax.random.uniform(jax.random.PRNGKey(seed), (n,) + SHAPE) < 0.3).astype(jnp.float32)
+
+
+def test_encode_equals_per_example_posterior(vae):
+  model, params = vae
+  x = _images(4)
+  q = batched.encode(model, params, x)
+  assert q.mean.shape == q.log_var.shape == (4, 3)
+  one = model.posterior(params, x[2])
+  np.testing.assert_allclose(q.mean[2], one.mean, rtol=1e-6, atol=1e-6)
+  np.testing.assert_allclose(q.log_var[2], one.log_var, rtol=1e-6, atol=1e-6)
+
+
+def test_sample_shapes_range_and_key_dependence(vae):
+  model, params = vae
+  a = batched.sample(model, params, key=jax.random.PRNGKey(0), num_samples=5)
+  b = batched.sample(model, params, key=jax.random.PRNGKey(1), num_samples=5)
+  assert a.shape == (5,) + SHAPE and a.dtype == jnp.float32
+  assert float(a.min()) >= 0.0 and float(a.max()) <= 1.0
+  assert not np.allclose(a, b)
+  # Draw i is E[x|z_i] with z_i from the i-th split key.
+  z0 = model.prior(params, None).sample(key=jax.random.split(jax.random.PRNGKey(0), 5)[0])
+  np.testing.assert_allclose(a[0], model.mean_image(params, None, z0), rtol=1e-6, atol=1e-6)
+
+
+def test_reconstruct_and_interpolation_ends(vae):
+  model, params = vae
+  x0, x1 = _images(3, seed=1), _images(3, seed=2)
+  recon0, recon1 = (batched.reconstruct(model, params, x) for x in (x0, x1))
+  assert recon0.shape == (3,) + SHAPE
+  path = batched.interpolate(model, params, x0, x1, num_steps=4)
+  assert path.shape == (3, 4) + SHAPE
+  np.testing.assert_allclose(path[:, 0], recon0, rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(path[:, -1], recon1, rtol=1e-5, atol=1e-6)
+  # A posterior draw is not the mean.
+  drawn = batched.reconstruct(model, params, x0, key=jax.random.PRNGKey(3))
+  assert not np.allclose(drawn, recon0)
+
+
+def test_conditional_sample_uses_labels(label_cvae):
+  model, params = label_cvae
+  labels = jnp.array([0, 7, 7])
+  key = jax.random.PRNGKey(0)
+  out = batched.sample(model, params, key=key, labels=labels)
+  assert out.shape == (3,) + SHAPE
+  # The same key under different labels draws from different p(z|c) and decodes under c.
+  keys = jax.random.split(key, 3)
+  x = batched.label_examples(model, labels)
+  want = jax.vmap(lambda e, k: model.mean_image(params, e, model.prior(params, e).sample(key=k)))(
+      x, keys)
+  np.testing.assert_allclose(out, want, rtol=1e-6, atol=1e-6)
+  same = batched.sample(model, params, key=key, condition=x)
+  np.testing.assert_array_equal(out, same)
+
+
+def test_bad_arguments_name_the_problem(vae, label_cvae):
+  model, params = vae
+  with pytest.raises(ValueError, match="float in"):
+    batched.encode(model, params, (_images(2) * 255).astype(jnp.uint8))
+  with pytest.raises(ValueError, match="batched"):
+    batched.encode(model, params, _images(1)[0])
+  with pytest.raises(ValueError, match="num_samples"):
+    batched.sample(model, params, key=jax.random.PRNGKey(0))
+  with pytest.raises(ValueError, match="num_steps"):
+    batched.interpolate(model, params, _images(1), _images(1), num_steps=1)
+  cmodel, cparams = label_cvae
+  with pytest.raises(ValueError, match="exactly one of"):
+    batched.sample(cmodel, cparams, key=jax.random.PRNGKey(0), num_samples=3)
+  with pytest.raises(ValueError, match="condition"):
+    batched.decode(cmodel, cparams, jnp.zeros((2, 3)))
+
+
+def test_jitted_functions_do_not_retrace(vae):
+  model, params = vae
+
+  @jax.jit
+  @chex.assert_max_traces(n=1)
+  def reconstruct(params, x):
+    return batched.reconstruct(model, params, x)
+
+  @functools.partial(jax.jit, static_argnames="num_samples")
+  @chex.assert_max_traces(n=1)
+  def sample(params, *, key, num_samples):
+    return batched.sample(model, params, key=key, num_samples=num_samples)
+
+  for seed in range(3):
+    reconstruct(params, _images(2, seed))
+    sample(params, key=jax.random.PRNGKey(seed), num_samples=4)

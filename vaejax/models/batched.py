@@ -1,0 +1,132 @@
+"""Batched use of any trained model: encode, decode, sample, reconstruct, interpolate.
+
+Every function is written once on the protocol (`base.LatentVariableModel`) and
+vmapped over a leading batch axis, so it serves every model family. They are
+pure and jit-friendly: close over the model (a static setting) and jit, e.g.
+`jax.jit(functools.partial(sample, model), static_argnames="num_samples")`;
+`vaejax.load_run` returns a run whose methods do exactly that.
+
+Shapes: B examples, images [B, H, W, C] float in [0, 1], latents [B, latent_dim].
+A batch of examples is an image array or a dict of arrays with a leading B axis
+({"image": [B, H, W, C], "label": [B] int32}), as in training. A conditional
+model (a CVAE) takes its condition from the examples: `labels=` for a label CVAE
+builds them; a quadrant CVAE reads the observed quadrants of the example images.
+"""
+from __future__ import annotations
+
+from typing import Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from vaejax import distributions
+from vaejax.models.base import Example, LatentVariableModel, Params, image_of
+
+
+def is_conditional(model: LatentVariableModel) -> bool:
+  """Whether the model's prior or decoder read a condition from the example."""
+  return getattr(model, "condition", None) is not None
+
+
+def _check_images(x: Example, model: LatentVariableModel, what: str) -> int:
+  """The batch size of `x`; ValueError for integer or wrongly shaped images."""
+  images = image_of(x)
+  if not jnp.issubdtype(images.dtype, jnp.floating):
+    raise ValueError(f"{what}: images must be float in [0, 1] (got {images.dtype}); "
+                     f"divide uint8 pixels by 255, or use Run.examples(), which does")
+  if tuple(images.shape[1:]) != tuple(model.image_shape):
+    raise ValueError(f"{what}: images must be [B, {', '.join(map(str, model.image_shape))}] "
+                     f"(batched), got shape {tuple(images.shape)}")
+  return images.shape[0]
+
+
+def label_examples(model: LatentVariableModel, labels: jax.Array) -> dict:
+  """Examples that carry only class labels [B] int (blank images): the condition a
+  label CVAE samples under."""
+  labels = jnp.asarray(labels, jnp.int32)
+  return {"image": jnp.zeros((labels.shape[0],) + tuple(model.image_shape), jnp.float32),
+          "label": labels}
+
+
+def encode(model: LatentVariableModel, params: Params, x: Example) -> distributions.DiagGaussian:
+  """q(z|x) for a batch: a DiagGaussian whose mean and log_var are [B, latent_dim]."""
+  _check_images(x, model, "encode")
+  return jax.vmap(lambda e: model.posterior(params, e))(x)
+
+
+def decode(model: LatentVariableModel, params: Params, z: jax.Array,
+           x: Optional[Example] = None) -> jax.Array:
+  """E[x|z] in [0, 1]: [B, H, W, C] for z [B, latent_dim] (the Bernoulli means, the
+  continuous-Bernoulli means, or the clipped Gaussian means). A conditional model
+  decodes under the conditions of the examples x (B of them); ValueError without."""
+  if x is None:
+    if is_conditional(model):
+      raise ValueError("decode: a conditional model decodes under a condition: pass the "
+                       "examples x (e.g. label_examples(model, labels))")
+    return jax.vmap(lambda zi: model.mean_image(params, None, zi))(z)
+  _check_images(x, model, "decode")
+  return jax.vmap(lambda e, zi: model.mean_image(params, e, zi))(x, z)
+
+
+def sample(model: LatentVariableModel, params: Params, *, key: jax.Array,
+           num_samples: Optional[int] = None, condition: Optional[Example] = None,
+           labels: Optional[jax.Array] = None) -> jax.Array:
+  """E[x|z] for z ~ p(z) (or p(z|c)): [B, H, W, C] in [0, 1].
+
+  Unconditional: B = num_samples. Conditional: one draw per example of
+  `condition` (examples carrying the condition), or per entry of `labels` [B]
+  for a label CVAE. Raises ValueError when the arguments do not fit the model.
+  """
+  if is_conditional(model):
+    if (condition is None) == (labels is None):
+      raise ValueError("sample: a conditional model needs exactly one of condition= "
+                       "(examples) or labels=")
+    condition = label_examples(model, labels) if labels is not None else condition
+    num = _check_images(condition, model, "sample")
+  else:
+    if condition is not None or labels is not None or not num_samples:
+      raise ValueError("sample: an unconditional model takes num_samples= (>= 1) and no "
+                       "condition or labels")
+    num, condition = int(num_samples), None
+  keys = jax.random.split(key, num)
+  if condition is None:
+    prior = model.prior(params, None)
+    z = jax.vmap(lambda k: prior.sample(key=k))(keys)
+  else:
+    z = jax.vmap(lambda e, k: model.prior(params, e).sample(key=k))(condition, keys)
+  return decode(model, params, z, condition)
+
+
+def reconstruct(model: LatentVariableModel, params: Params, x: Example, *,
+                key: Optional[jax.Array] = None) -> jax.Array:
+  """E[x|z] at the posterior mean of each example (or, given a key, at one draw
+  z ~ q(z|x)): [B, H, W, C] in [0, 1]."""
+  q = encode(model, params, x)
+  if key is None:
+    z = q.mean
+  else:  # one independent draw per example: eps has q's batched shape
+    z = q.sample(key=key)
+  return decode(model, params, z, x if is_conditional(model) else None)
+
+
+def interpolate(model: LatentVariableModel, params: Params, x0: Example, x1: Example, *,
+                num_steps: int) -> jax.Array:
+  """Decoded points on the line between posterior means, z_t = (1 - t) z0 + t z1
+  for t = 0, 1/(num_steps - 1), ..., 1: [B, num_steps, H, W, C] in [0, 1].
+
+  x0 and x1 are batches of B examples each; a conditional model decodes every
+  step under x0's condition. ValueError when num_steps < 2.
+  """
+  if num_steps < 2:
+    raise ValueError(f"interpolate: num_steps must be >= 2 (the two ends), got {num_steps}")
+  z0, z1 = encode(model, params, x0).mean, encode(model, params, x1).mean
+  t = jnp.asarray(np.linspace(0.0, 1.0, num_steps), z0.dtype)[None, :, None]
+  z = (1.0 - t) * z0[:, None] + t * z1[:, None]  # [B, num_steps, latent_dim]
+  num = z.shape[0]
+  flat_z = z.reshape(num * num_steps, -1)
+  condition = None
+  if is_conditional(model):
+    condition = jax.tree_util.tree_map(lambda a: jnp.repeat(a, num_steps, axis=0), x0)
+  images = decode(model, params, flat_z, condition)
+  return images.reshape((num, num_steps) + images.shape[1:])

@@ -1,0 +1,151 @@
+"""A trained run in one line: `vaejax.load_run(workdir)`.
+
+    run = vaejax.load_run("runs/reference")
+    images = run.sample(key=jax.random.PRNGKey(0), num_samples=64)   # [64, 28, 28, 1]
+
+`load_run` reads the config.json and a checkpoint that `experiments/train.py`
+wrote into a workdir and returns a `Run`: the config, the model, its params and
+jitted, batched `encode`, `decode`, `sample`, `reconstruct` and `interpolate`
+(`vaejax.models.batched`, bound to the params). It needs no data; `Run.examples`
+loads a split preprocessed as the run evaluates it.
+"""
+from __future__ import annotations
+
+import functools
+import json
+import os
+from typing import Optional
+
+import jax
+import ml_collections
+
+from vaejax import builders, checkpoint, config as config_lib, data, distributions, training
+from vaejax.models import batched
+from vaejax.models.base import Example, LatentVariableModel, Params
+
+
+class NotARunError(ValueError):
+  """The folder is not a workdir of experiments/train.py, or lacks the checkpoint asked for."""
+
+
+class Run:
+  """A trained model restored from a workdir (see the module docstring).
+
+  Attributes:
+    workdir: the run's folder.
+    config: its ml_collections.ConfigDict (defaults filled in for keys newer
+      than the run).
+    model: the `LatentVariableModel` that config.model names.
+    params: the model's params at `step` (device arrays).
+    step: the optimiser step of the restored checkpoint.
+  """
+
+  def __init__(self, workdir: str, config: ml_collections.ConfigDict,
+               model: LatentVariableModel, params: Params, step: int):
+    self.workdir, self.config, self.model, self.params, self.step = (
+        workdir, config, model, params, step)
+    # params are arguments (not closed-over constants) so XLA does not embed them.
+    self._encode = jax.jit(functools.partial(batched.encode, model))
+    self._decode = jax.jit(functools.partial(batched.decode, model))
+    self._sample = jax.jit(functools.partial(batched.sample, model), static_argnames="num_samples")
+    self._reconstruct = jax.jit(functools.partial(batched.reconstruct, model))
+    self._interpolate = jax.jit(functools.partial(batched.interpolate, model),
+                                static_argnames="num_steps")
+
+  def __repr__(self) -> str:
+    return (f"Run({self.workdir!r}, model={self.config.model!r}, step={self.step}, "
+            f"latent_dim={self.model.latent_dim})")
+
+  def encode(self, x: Example) -> distributions.DiagGaussian:
+    """q(z|x) for a batch: mean and log_var [B, latent_dim]."""
+    return self._encode(self.params, x)
+
+  def decode(self, z: jax.Array, x: Optional[Example] = None) -> jax.Array:
+    """E[x|z] [B, H, W, C] in [0, 1] for z [B, latent_dim]; a conditional model
+    needs the examples x that carry the condition."""
+    return self._decode(self.params, z, x)
+
+  def sample(self, *, key: jax.Array, num_samples: Optional[int] = None,
+             condition: Optional[Example] = None, labels: Optional[jax.Array] = None) -> jax.Array:
+    """E[x|z] for prior draws: [B, H, W, C] in [0, 1]; B = num_samples, or one draw
+    per conditioning example / label for a conditional model."""
+    return self._sample(self.params, key=key, num_samples=num_samples, condition=condition,
+                        labels=labels)
+
+  def reconstruct(self, x: Example, *, key: Optional[jax.Array] = None) -> jax.Array:
+    """E[x|z] at the posterior mean (or a draw, given key): [B, H, W, C] in [0, 1]."""
+    return self._reconstruct(self.params, x, key=key)
+
+  def interpolate(self, x0: Example, x1: Example, *, num_steps: int = 10) -> jax.Array:
+    """Decoded posterior-mean interpolations: [B, num_steps, H, W, C] in [0, 1]."""
+    return self._interpolate(self.params, x0, x1, num_steps=num_steps)
+
+  def examples(self, split: str = "test", *, num: int = 0,
+               data_dir: Optional[str] = None) -> dict:
+    """A split's examples as the run evaluates them: {"image": [N, H, W, C] float in
+    [0, 1] (binarised as in training), "label": [N] int32 (when the data has labels)};
+    num > 0 keeps that many, evenly spaced. Data from data_dir, else the run's
+    data_dir, else $VAEJAX_DATA_DIR. Raises vaejax.data.DataError without data."""
+    dataset = data.load(self.config.dataset, split, data_dir or self.config.data_dir or None)
+    if num:
+      dataset = dataset.spread(num)
+    out = builders.examples(self.config, dataset, as_float=True)
+    if dataset.labels is not None:  # for pictures by digit, even when the model ignores them
+      out["label"] = jax.numpy.asarray(dataset.labels, jax.numpy.int32)
+    return out
+
+
+def read_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run was trained with: base defaults updated by its config.json.
+
+  Raises NotARunError when workdir has no readable config.json.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isdir(workdir):
+    raise NotARunError(f"{workdir} does not exist")
+  if not os.path.exists(path):
+    raise NotARunError(f"{workdir} is not a run: it has no config.json (a workdir of "
+                       f"experiments/train.py has config.json and checkpoints/)")
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except (OSError, ValueError) as e:
+    raise NotARunError(f"{path} is unreadable: {e}") from None
+  config = config_lib.base_config()  # defaults for keys newer than the run
+  config.update(ml_collections.ConfigDict(saved))
+  return config
+
+
+def load_run(workdir: str, step: Optional[int] = None) -> Run:
+  """The run in `workdir` at its newest readable checkpoint (or at `step`).
+
+  Builds the model from the run's config (no data needed: every dataset here has
+  28x28x1 images) and restores its params. Raises NotARunError (a ValueError)
+  naming the problem when workdir is not a run, holds no checkpoint, or has none
+  at `step` (the message lists the steps it has).
+  """
+  config = read_config(workdir)
+  model = builders.build_model(config, data.IMAGE_SHAPE)
+  estimator = builders.build_estimator(config)
+  optimizer = builders.build_optimizer(config, estimator)
+  key = jax.random.PRNGKey(0)  # only shapes matter: the checkpoint overwrites every leaf
+  like = training.create_train_state({**model.init(key), **estimator.init_params(key, model)},
+                                     optimizer, key=key)
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    raise NotARunError(f"{workdir} has no checkpoints/ folder: the run has not saved yet")
+  ckpt = checkpoint.Checkpointer(directory)
+  try:
+    if step is None:
+      restored = ckpt.restore_latest(like)
+      if restored is None:
+        raise NotARunError(f"{directory} holds no readable checkpoint")
+      step, state, _ = restored
+    else:
+      steps = ckpt.steps()
+      if step not in steps:
+        raise NotARunError(f"{directory} has no checkpoint at step {step}; it has {steps}")
+      state, _ = ckpt.restore(step, like)
+  finally:
+    ckpt.close()
+  return Run(workdir, config, model, state.params, int(step))
