@@ -143,7 +143,8 @@ def main(argv):
           "neg_elbo": bounds["elbo"]["neg_elbo"], "neg_iwae_50": bounds["iwae_50"]["neg_iwae"],
           "recon": bounds["elbo"]["recon"], "kl": bounds["elbo"]["kl"]},
       "active_units": int(np.sum(activity > 0.01)), "latent_dim": model.latent_dim,
-      "activity": activity.tolist(), "kl_per_dim": np.asarray(stats["kl_per_dim"]).tolist(),
+      "activity": activity.tolist(), "kl_per_dim": (np.asarray(stats["kl_per_dim"]).tolist()
+                                                    if "kl_per_dim" in stats else None),
       "loglik_seconds": ll_seconds, "samples_per_sec": len(test) * _K.value / ll_seconds,
       "peak_host_memory_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
       "backend": jax.default_backend(), "jax": jax.__version__,

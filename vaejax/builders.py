@@ -23,7 +23,7 @@ def build_estimator(config, *, for_eval: bool = False) -> estimators.Estimator:
   if for_eval:  # test metrics: the plain ELBO (and IWAE-K when trained on it), beta = 1
     if config.objective in ("iwae", "ae"):  # an AE has no posterior variance: recon only
       return estimators.make_estimator(config.objective, num_samples=config.num_samples)
-    return estimators.make_estimator("elbo")
+    return estimators.make_estimator("elbo", analytic_kl=models.closed_form_kl(config))
   penalty = objectives.make_kl_penalty(
       beta=config.beta, warmup_steps=config.kl_warmup_steps, free_bits=config.free_bits,
       capacity_max=config.capacity_max, capacity_steps=config.capacity_steps,

@@ -33,6 +33,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.condition = "label"  # cvae: label | quadrants
   c.observed_quadrants = 1  # cvae with condition=quadrants: 1, 2 or 3 observed quadrants
   c.prior = "standard_normal"  # cvae: standard_normal | learned (a prior network p(z|c))
+  # hvae: units per stochastic layer (bottom first) and the deterministic widths
+  # between layer l and l + 1 (layer 0 is x); Burda et al.'s two-layer model.
+  c.latent_dims = (100, 50)
+  c.layer_hidden = ((200, 200), (100, 100))
   c.architecture = "mlp"
   c.hidden = (500,)
   c.latent_dim = 20
@@ -155,6 +159,8 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
     raise ConfigError(f"config.model='cvae' with condition='label' needs labelled training "
                       f"data; dataset={config.dataset!r} has no training labels: use "
                       f"dataset='mnist'")
+  if config.model == "hvae":
+    _check_hvae(config)
   if config.model != "cvae" and config.prior != "standard_normal":
     raise ConfigError(f"config.prior={config.prior!r} applies to model='cvae' only")
   kl_keys = ("kl_warmup_steps", "free_bits", "capacity_max", "capacity_steps", "capacity_gamma")
@@ -182,3 +188,19 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
     raise ConfigError("config.estimator='vimco' needs config.num_samples >= 2")
   if not 0 <= config.baseline_decay < 1:
     raise ConfigError(f"config.baseline_decay={config.baseline_decay!r} must be in [0, 1)")
+
+
+def _check_hvae(config) -> None:
+  dims, hidden = tuple(config.latent_dims), tuple(tuple(h) for h in config.layer_hidden)
+  if not dims or any(not isinstance(d, int) or d < 1 for d in dims):
+    raise ConfigError(f"config.latent_dims={config.latent_dims!r} must be a non-empty tuple "
+                      f"of positive ints (units per stochastic layer, bottom first)")
+  if len(hidden) != len(dims) or any(not isinstance(w, int) or w < 1 for h in hidden for w in h):
+    raise ConfigError(f"config.layer_hidden={config.layer_hidden!r} must hold one tuple of "
+                      f"positive widths per stochastic layer ({len(dims)})")
+  if config.objective == "elbo" and config.analytic_kl:
+    raise ConfigError("config.model='hvae' has no closed-form KL: set analytic_kl=False "
+                      "(the Monte-Carlo KL)")
+  if config.architecture != "mlp" or config.compute_dtype != "float32":
+    raise ConfigError("config.model='hvae' is an MLP in float32: set architecture='mlp', "
+                      "compute_dtype='float32'")

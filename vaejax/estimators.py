@@ -33,8 +33,8 @@ import jax.numpy as jnp
 import optax
 
 from vaejax.models import LatentVariableModel, image_of
-from vaejax.objectives import (ElboTerms, KLPenalty, draw, iwae_bound, log_mean_exp, log_terms,
-                               make_kl_penalty, over_samples)
+from vaejax.objectives import (ElboTerms, KLPenalty, draw, has_closed_form_kl, iwae_bound,
+                               kl_term, log_mean_exp, log_terms, make_kl_penalty, over_samples)
 
 OBJECTIVE_ESTIMATORS = {
     "elbo": ("pathwise", "stl", "score_function"),
@@ -127,8 +127,14 @@ def make_estimator(objective: str = "elbo", estimator: str = "pathwise", *, beta
     if estimator == "score_function":
       z = sg(z)  # a plain sample: the encoder learns through log q only
     q_density = jax.tree_util.tree_map(sg, q) if estimator == "stl" else q
-    kl_per_dim = model.kl_per_dim(params, x, q)
-    terms = ElboTerms(*log_terms(model, params, x, z, q_density), kl=jnp.sum(kl_per_dim))
+    log_px_z, log_qz_x, log_pz = log_terms(model, params, x, z, q_density)
+    closed_form = has_closed_form_kl(model)
+    if analytic_kl and not closed_form:
+      raise ValueError(f"{type(model).__name__} has no closed-form KL: use analytic_kl=False "
+                       f"(the Monte-Carlo KL)")
+    kl_per_dim = model.kl_per_dim(params, x, q) if closed_form else None
+    terms = ElboTerms(log_px_z, log_qz_x, log_pz,
+                      kl=jnp.sum(kl_per_dim) if closed_form else jnp.mean(log_qz_x - log_pz))
     # STL needs the Monte-Carlo KL: the score term it drops lives in log q.
     if analytic_kl and estimator != "stl":
       value = jnp.mean(terms.log_px_z) - penalty.penalty(kl_per_dim, step)
@@ -149,8 +155,8 @@ def make_estimator(objective: str = "elbo", estimator: str = "pathwise", *, beta
     z = draw(q, key=key, num_samples=K)
     if estimator == "vimco":
       z = sg(z)  # score function: no pathwise gradient through z
-    terms = ElboTerms(*log_terms(model, params, x, z, q), kl=jnp.sum(model.kl_per_dim(params, x, q)))
-    log_px_z, log_qz, log_pz = terms.log_px_z, terms.log_qz_x, terms.log_pz
+    log_px_z, log_qz, log_pz = log_terms(model, params, x, z, q)
+    terms = ElboTerms(log_px_z, log_qz, log_pz, kl_term(model, params, x, q, log_qz, log_pz))
     bound = iwae_bound(terms)
     if estimator == "pathwise":
       surrogate = bound

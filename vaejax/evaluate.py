@@ -103,18 +103,22 @@ def latent_statistics(model: LatentVariableModel, params: Params, images, *,
   """Posterior statistics over a data set.
 
   Returns activity [latent_dim] (Cov_x(E_q[z_u]), Burda et al.'s criterion:
-  unit u is active when it exceeds 0.01), kl_per_dim [latent_dim] (mean over x
-  of KL(q(z_u|x) || N(0, 1))) and posterior_means [N, latent_dim].
+  unit u is active when it exceeds 0.01; for a hierarchical posterior E_q is
+  taken along the mean path), kl_per_dim [latent_dim] (mean over x of
+  KL(q(z_u|x) || p(z_u)); only for models with a closed-form KL) and
+  posterior_means [N, latent_dim].
   """
   batches, valid = _padded_batches(images, batch_size)
+  closed_form = getattr(model, "has_closed_form_kl", True)
 
   def stats(x):
     q = model.posterior(params, x)
-    return q.mean, model.kl_per_dim(params, x, q)
+    return q.mean, (model.kl_per_dim(params, x, q) if closed_form else jnp.zeros(()))
 
   means, kls = jax.lax.map(jax.vmap(stats), batches)
   n = batch_size_of(images)
   means = means.reshape(-1, means.shape[-1])[:n]
-  kls = kls.reshape(-1, kls.shape[-1])[:n]
-  return {"activity": jnp.var(means, axis=0), "kl_per_dim": jnp.mean(kls, axis=0),
-          "posterior_means": means}
+  out = {"activity": jnp.var(means, axis=0), "posterior_means": means}
+  if closed_form:  # a hierarchical posterior has no per-dimension closed-form KL
+    out["kl_per_dim"] = jnp.mean(kls.reshape(-1, kls.shape[-1])[:n], axis=0)
+  return out

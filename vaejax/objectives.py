@@ -67,7 +67,23 @@ def sample_terms(model: LatentVariableModel, params: Params, x, *, key: jax.Arra
   """K-sample terms for one example x (a pytree), all differentiable (pathwise)."""
   q = model.posterior(params, x)
   z = draw(q, key=key, num_samples=num_samples)
-  return ElboTerms(*log_terms(model, params, x, z, q), kl=jnp.sum(model.kl_per_dim(params, x, q)))
+  log_px_z, log_qz_x, log_pz = log_terms(model, params, x, z, q)
+  return ElboTerms(log_px_z, log_qz_x, log_pz, kl_term(model, params, x, q, log_qz_x, log_pz))
+
+
+def has_closed_form_kl(model: LatentVariableModel) -> bool:
+  """Whether model.kl_per_dim gives KL(q(z|x) || p(z)) in closed form (a hierarchical
+  VAE's does not)."""
+  return getattr(model, "has_closed_form_kl", True)
+
+
+def kl_term(model: LatentVariableModel, params: Params, x, q, log_qz_x: jax.Array,
+            log_pz: jax.Array) -> jax.Array:
+  """KL(q(z|x) || p(z)): closed-form when the model has it, else the Monte-Carlo
+  estimate mean_k (log q(z_k|x) - log p(z_k)) from the K samples' terms: []."""
+  if has_closed_form_kl(model):
+    return jnp.sum(model.kl_per_dim(params, x, q))
+  return jnp.mean(log_qz_x - log_pz)
 
 
 def elbo_bound(terms: ElboTerms, *, beta: float = 1.0, analytic_kl: bool = True) -> jax.Array:

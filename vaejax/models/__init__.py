@@ -5,20 +5,21 @@
   vae   the Gaussian-latent VAE (Kingma & Welling 2014); with objective='ae' its
         encoder mean is a deterministic autoencoder's code
   cvae  the conditional VAE (Sohn et al. 2015): class label or observed quadrants
+  hvae  stacked Gaussian stochastic layers (Burda et al. 2015's two-layer model)
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-from vaejax.models import cvae, vae
+from vaejax.models import cvae, hvae, vae
 from vaejax.models.base import (GREY_LIKELIHOODS, LIKELIHOODS, Example, LatentVariableModel,
                                 Params, image_of)
 from vaejax.models.vae import ARCHITECTURES, COMPUTE_DTYPES, VAE, make_vae
 
 __all__ = ["ARCHITECTURES", "COMPUTE_DTYPES", "GREY_LIKELIHOODS", "LIKELIHOODS", "MODELS", "VAE",
-           "Example", "LatentVariableModel", "Params", "cvae", "image_of", "make", "make_vae",
-           "required_keys", "vae"]
-MODELS = ("vae", "cvae")
+           "Example", "LatentVariableModel", "Params", "closed_form_kl", "cvae", "hvae", "image_of",
+           "make", "make_vae", "required_keys", "vae"]
+MODELS = ("vae", "cvae", "hvae")
 
 
 def required_keys(config) -> tuple[str, ...]:
@@ -28,7 +29,12 @@ def required_keys(config) -> tuple[str, ...]:
   return ()
 
 
-def make(config, image_shape: Sequence[int]) -> VAE:
+def closed_form_kl(config) -> bool:
+  """Whether config.model has a closed-form KL(q(z|x) || p(z)) (a hierarchical VAE does not)."""
+  return config.model != "hvae"
+
+
+def make(config, image_shape: Sequence[int]) -> LatentVariableModel:
   """The model named by config.model, for examples of `image_shape` (H, W, C).
 
   Raises ValueError naming the valid models for an unknown name.
@@ -42,5 +48,9 @@ def make(config, image_shape: Sequence[int]) -> VAE:
                 compute_dtype=config.compute_dtype)
   if config.model == "vae":
     return make_vae(**common)
+  if config.model == "hvae":
+    return hvae.make_hvae(image_shape=image_shape, latent_dims=config.latent_dims,
+                          hidden=config.layer_hidden, likelihood=config.likelihood,
+                          activation=config.activation, gaussian_scale=config.gaussian_scale)
   return cvae.make_cvae(**common, condition=config.condition,
                         observed_quadrants=config.observed_quadrants, prior=config.prior)

@@ -6,18 +6,26 @@ image [H, W, C] or a dict {"image": [H, W, C], "label": [] int32, ...}. The
 latent z is an array [latent_dim]. Estimators, evaluation and pictures use only:
 
   init(key) -> params                     {"encoder": ..., "decoder": ..., ...}
-  posterior(params, x) -> DiagGaussian    q(z|x): sample(key=), log_prob(z), mean
-  prior(params, x) -> DiagGaussian        p(z), or p(z|c) for a conditional model
+  posterior(params, x) -> q               q(z|x): sample(key=) (reparameterised),
+                                          log_prob(z), mean and log_var [latent_dim]
+                                          (a DiagGaussian, or a hierarchical q)
+  prior(params, x) -> p                   p(z), or p(z|c): sample(key=), log_prob(z)
   log_prior(params, x, z) -> []           log p(z) (or log p(z|c))
   log_likelihood(params, x, z) -> []      log p(x|z) in nats (summed over the target pixels)
   kl_per_dim(params, x, q) -> [latent_dim]  closed-form KL(q(z|x) || p(z)) per dimension
   mean_image(params, x, z) -> [H, W, C]   E[x|z] in [0, 1], for pictures
   inference_groups: tuple[str, ...]       top-level params keys of q (the rest is the
                                           generative model); DReG and RWS split on it
+  has_closed_form_kl: bool (optional)     False when kl_per_dim does not exist (a
+                                          hierarchical q): the bounds use the
+                                          Monte-Carlo KL; True when absent
 
-Recomputing log q from (params, x, z) is what lets STL/DReG evaluate it at
-stopped parameters; for the single Gaussian layer here a stopped copy of the
-distribution object is equivalent.
+STL and DReG evaluate log q at stopped variational parameters with
+`tree_map(stop_gradient, q)`. For one Gaussian layer, stopping the mean and
+log-variance is the same thing. A hierarchical q (`hvae.LayeredPosterior`)
+holds the encoder params and the example as its pytree leaves and recomputes
+log q(z|x) from them, so the stopped copy still differentiates through z,
+layer into layer.
 """
 from __future__ import annotations
 
@@ -44,8 +52,8 @@ class LatentVariableModel(Protocol):
   inference_groups: tuple[str, ...]
 
   def init(self, key: jax.Array) -> Params: ...
-  def posterior(self, params: Params, x: Example) -> distributions.DiagGaussian: ...
-  def prior(self, params: Params, x: Example) -> distributions.DiagGaussian: ...
+  def posterior(self, params: Params, x: Example) -> Any: ...  # DiagGaussian-like
+  def prior(self, params: Params, x: Example) -> Any: ...
   def log_prior(self, params: Params, x: Example, z: jax.Array) -> jax.Array: ...
   def log_likelihood(self, params: Params, x: Example, z: jax.Array) -> jax.Array: ...
   def kl_per_dim(self, params: Params, x: Example, q) -> jax.Array: ...

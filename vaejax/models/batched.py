@@ -50,9 +50,17 @@ def label_examples(model: LatentVariableModel, labels: jax.Array) -> dict:
 
 
 def encode(model: LatentVariableModel, params: Params, x: Example) -> distributions.DiagGaussian:
-  """q(z|x) for a batch: a DiagGaussian whose mean and log_var are [B, latent_dim]."""
+  """q(z|x) for a batch: a DiagGaussian whose mean and log_var are [B, latent_dim].
+
+  For a hierarchical posterior, the Gaussians of its layers along the mean path.
+  """
   _check_images(x, model, "encode")
-  return jax.vmap(lambda e: model.posterior(params, e))(x)
+
+  def one(e):
+    q = model.posterior(params, e)
+    return distributions.DiagGaussian(q.mean, q.log_var)
+
+  return jax.vmap(one)(x)
 
 
 def decode(model: LatentVariableModel, params: Params, z: jax.Array,
@@ -102,11 +110,12 @@ def reconstruct(model: LatentVariableModel, params: Params, x: Example, *,
                 key: Optional[jax.Array] = None) -> jax.Array:
   """E[x|z] at the posterior mean of each example (or, given a key, at one draw
   z ~ q(z|x)): [B, H, W, C] in [0, 1]."""
-  q = encode(model, params, x)
   if key is None:
-    z = q.mean
-  else:  # one independent draw per example: eps has q's batched shape
-    z = q.sample(key=key)
+    z = encode(model, params, x).mean
+  else:  # one draw z ~ q(z|x) per example (layer by layer for a hierarchical q)
+    num = _check_images(x, model, "reconstruct")
+    z = jax.vmap(lambda e, k: model.posterior(params, e).sample(key=k))(
+        x, jax.random.split(key, num))
   return decode(model, params, z, x if is_conditional(model) else None)
 
 
