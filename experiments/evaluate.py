@@ -123,7 +123,9 @@ def main(argv):
   log_px = np.asarray(log_px)  # host sync: end of the timed evaluation
   ll_seconds = time.perf_counter() - t
   bounds = {}
-  for name, est in (("elbo", estimators.make_estimator("elbo")),
+  from vaejax import models
+  for name, est in (("elbo", estimators.make_estimator(
+                         "elbo", analytic_kl=models.closed_form_kl(config))),
                     ("iwae_50", estimators.make_estimator("iwae", num_samples=50))):
     m = evaluate.evaluate_dataset(model, est.per_example, params, images, key=bound_key,
                                   batch_size=min(500, len(test)))
@@ -149,6 +151,11 @@ def main(argv):
       "peak_host_memory_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20,
       "backend": jax.default_backend(), "jax": jax.__version__,
   }
+  if hasattr(model, "layer_kls"):  # a hierarchical model: KL and active units per layer
+    layers = evaluate.layer_statistics(model, params, images, key=jax.random.fold_in(bound_key, 1),
+                                       batch_size=min(500, len(test)))
+    result["layers"] = [{"units": int(d), "active_units": int(a), "kl": float(k)} for d, a, k in
+                        zip(model.latent_dims, layers["active_units"], layers["kl"])]
   if config.likelihood == "bernoulli_grey":
     result["note"] = ("likelihood='bernoulli_grey': BCE on grey pixels, not a normalised "
                       "likelihood; nll, the bounds and bits/dim are not log-likelihoods")
@@ -170,6 +177,9 @@ def main(argv):
             f"| {len(test)} | {_K.value} | {r['nll']:.2f} +- {r['nll_stderr']:.2f} | {r['neg_elbo']:.2f} | "
             f"{r['neg_iwae_50']:.2f} | {r['bits_per_dim']:.4f} | {result['active_units']}/{model.latent_dim} | "
             f"{ll_seconds:.1f} | {result['samples_per_sec']:.0f} |", ""]
+  for l, layer in enumerate(result.get("layers", []), start=1):
+    report.insert(-1, f"layer {l}: {layer['active_units']}/{layer['units']} active units, "
+                      f"KL {layer['kl']:.2f} nats")
   with open(os.path.join(out, "eval.md"), "w") as f:
     f.write("\n".join(report))
   print("\n".join(report), flush=True)

@@ -100,6 +100,13 @@ def _expected_log_normal(K, k0, var, mean, cov):
 
 def exact_elbo(params, x=X):
   """E_q[log p(x, z1, z2) - log q(z1, z2 | x)] under the joint Gaussian q."""
+  terms = _exact_terms(params, x)
+  return (terms["log_px"] + terms["log_pz1"] + terms["log_pz2"] - terms["log_qz1"]
+          - terms["log_qz2"])
+
+
+def _exact_terms(params, x=X):
+  """Each term's expectation under the joint Gaussian q(z1, z2 | x)."""
   A, a, var_p, W, b = _generative(params)
   def layer(name, below):  # (mean kernel^T, bias, variance) of a q layer
     head = params["encoder"][name]["head"]
@@ -119,7 +126,7 @@ def exact_elbo(params, x=X):
   log_pz2 = _expected_log_normal(jnp.concatenate([Z21, I2], 1), jnp.zeros(L2), jnp.ones(L2), mean, cov)
   log_qz1 = _expected_log_normal(jnp.concatenate([I1, Z12], 1), -m1, v1, mean, cov)
   log_qz2 = _expected_log_normal(jnp.concatenate([-B, I2], 1), -c, v2, mean, cov)
-  return log_px + log_pz1 + log_pz2 - log_qz1 - log_qz2
+  return dict(log_px=log_px, log_pz1=log_pz1, log_pz2=log_pz2, log_qz1=log_qz1, log_qz2=log_qz2)
 
 
 def _draws(estimator, params, n, seed=0):
@@ -255,6 +262,11 @@ def test_smoke_run_trains_evaluates_samples_and_resumes_exactly(tmp_path, data_d
   assert q.mean.shape == q.log_var.shape == (3, 12)
   stats = evaluate.latent_statistics(run.model, run.params, run.examples("test", num=50))
   assert stats["activity"].shape == (12,) and "kl_per_dim" not in stats
+  layers = evaluate.layer_statistics(run.model, run.params, run.examples("test", num=50),
+                                     key=jax.random.PRNGKey(0), batch_size=50)
+  assert layers["kl"].shape == (2,) and float(layers["kl"].sum()) > 0
+  active = np.asarray(stats["activity"]) > 0.01
+  assert layers["active_units"].tolist() == [int(active[:8].sum()), int(active[8:].sum())]
   # Killed after step 16: resuming from that checkpoint ends where the whole run did.
   shutil.copytree(tmp_path / "a", tmp_path / "b")
   shutil.rmtree(tmp_path / "b" / "checkpoints" / "32")
@@ -275,3 +287,19 @@ def test_config_refuses_the_closed_form_kl_and_bad_layers(data_dir):
     bad[key] = value
     with pytest.raises(config_lib.ConfigError, match=message):
       config_lib.validate(bad)
+
+
+def test_layer_statistics_give_each_layers_exact_kl():
+  params = _generic_params()
+  terms = _exact_terms(params)
+  exact = [terms["log_qz1"] - terms["log_pz1"], terms["log_qz2"] - terms["log_pz2"]]
+  xs = jnp.broadcast_to(X, (4000,) + X.shape)  # one draw per copy of x
+  stats = evaluate.layer_statistics(MODEL, params, xs, key=jax.random.PRNGKey(0), batch_size=1000)
+  np.testing.assert_allclose(stats["kl"], exact, atol=0.05)
+  # One example: no variance over x, so no unit is active.
+  np.testing.assert_array_equal(stats["active_units"], [0, 0])
+  kls = jax.vmap(lambda k: MODEL.layer_kls(params, X, MODEL.posterior(params, X).sample(key=k)))(
+      jax.random.split(jax.random.PRNGKey(1), 3))
+  z = MODEL.posterior(params, X).sample(key=jax.random.split(jax.random.PRNGKey(1), 3)[0])
+  total = MODEL.posterior(params, X).log_prob(z) - MODEL.log_prior(params, X, z)
+  np.testing.assert_allclose(jnp.sum(kls[0]), total, rtol=1e-5, atol=1e-5)

@@ -13,6 +13,7 @@ import math
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vaejax.models import LatentVariableModel, Params
 from vaejax.objectives import Metrics, PerExampleObjective, batch_size_of, example_keys, log_terms
@@ -122,3 +123,28 @@ def latent_statistics(model: LatentVariableModel, params: Params, images, *,
   if closed_form:  # a hierarchical posterior has no per-dimension closed-form KL
     out["kl_per_dim"] = jnp.mean(kls.reshape(-1, kls.shape[-1])[:n], axis=0)
   return out
+
+
+@functools.partial(jax.jit, static_argnames=("model", "batch_size"))
+def layer_statistics(model: LatentVariableModel, params: Params, images, *, key: jax.Array,
+                     batch_size: int = 500) -> dict[str, jax.Array]:
+  """Per stochastic layer of a hierarchical model (one with `latent_dims` and
+  `layer_kls`): kl [L] nats, the mean over x of one draw z ~ q(z|x) of
+  log q(z_l | z_{l-1}) - log p(z_l | z_{l+1}) (they sum to the Monte-Carlo KL),
+  and active_units [L], the units of each layer whose Cov_x(E_q[z_u]) > 0.01
+  (Burda et al.; E_q along the mean path)."""
+  batches, valid = _padded_batches(images, batch_size)
+  keys = example_keys(key, valid.shape[0]).reshape(valid_shape(batches) + (-1,))
+
+  def stats(x, k):
+    q = model.posterior(params, x)
+    return q.mean, model.layer_kls(params, x, q.sample(key=k))
+
+  means, kls = jax.lax.map(lambda args: jax.vmap(stats)(*args), (batches, keys))
+  n = batch_size_of(images)
+  means = means.reshape(-1, means.shape[-1])[:n]
+  kls = kls.reshape(-1, kls.shape[-1])[:n]
+  active = (jnp.var(means, axis=0) > 0.01).astype(jnp.int32)
+  bounds = [0, *np.cumsum(model.latent_dims).tolist()]
+  return {"kl": jnp.mean(kls, axis=0),
+          "active_units": jnp.stack([jnp.sum(active[a:b]) for a, b in zip(bounds, bounds[1:])])}

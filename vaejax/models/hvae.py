@@ -154,6 +154,19 @@ class HierarchicalVAE:
     raise ValueError("a hierarchical VAE has no closed-form KL: use the Monte-Carlo KL "
                      "(analytic_kl=False)")
 
+  def layer_kls(self, params: Params, x: Example, z: jax.Array) -> jax.Array:
+    """log q(z_l | z_{l-1}) - log p(z_l | z_{l+1}) for each layer l at z ~ q(z|x):
+    [L] nats. Its mean over z ~ q is the KL each layer contributes (the classic
+    failure: a top layer at ~0, inactive); the sum is log q(z|x) - log p(z)."""
+    q, p = self.posterior(params, x), self.prior(params, x)
+    parts, below, kls = self.split(z), image_of(x), []
+    for l, z_l in enumerate(parts, start=1):
+      log_p = (distributions.standard_normal(self.latent_dims[-1]).log_prob(z_l)
+               if l == len(parts) else p._layer(l, parts[l]).log_prob(z_l))
+      kls.append(q._layer(l, below).log_prob(z_l) - log_p)
+      below = z_l
+    return jnp.stack(kls)
+
   def mean_image(self, params: Params, x: Example, z: jax.Array) -> jax.Array:
     """E[x|z1] in [0, 1]: [H, W, C]."""
     return mean_of(self.likelihood,
