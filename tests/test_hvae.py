@@ -282,7 +282,9 @@ def test_config_refuses_the_closed_form_kl_and_bad_layers(data_dir):
   config_lib.validate(config)
   for key, value, message in [("analytic_kl", True, "no closed-form KL"),
                               ("layer_hidden", ((32,),), "one tuple of positive widths"),
-                              ("latent_dims", (8, 0), "positive ints")]:
+                              ("latent_dims", (8, 0), "positive ints"),
+                              ("layer_hidden", (32, 16), "one tuple of positive widths"),
+                              ("likelihood", "gaussian_learned", "not available")]:
     bad = _smoke_config(data_dir)
     bad[key] = value
     with pytest.raises(config_lib.ConfigError, match=message):

@@ -1,7 +1,7 @@
 """vaejax: variational autoencoders as pure JAX functions.
 
 Modules, lowest first (each imports only modules above it): distributions ->
-nets -> models (a package: base, vae, cvae, batched) -> objectives -> estimators ->
+nets -> models (a package: base, vae, cvae, hvae, batched) -> objectives -> estimators ->
 diagnostics -> optim -> training -> evaluate -> parallel -> data -> viz ->
 plots -> pictures -> checkpoint -> config -> builders -> tensorboard_writer ->
 experiment -> runs.

@@ -191,7 +191,14 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
 
 
 def _check_hvae(config) -> None:
-  dims, hidden = tuple(config.latent_dims), tuple(tuple(h) for h in config.layer_hidden)
+  dims = tuple(config.latent_dims)
+  if any(not isinstance(h, (tuple, list)) for h in config.layer_hidden):
+    raise ConfigError(f"config.layer_hidden={config.layer_hidden!r} must hold one tuple of "
+                      f"positive widths per stochastic layer ({len(dims)})")
+  hidden = tuple(tuple(h) for h in config.layer_hidden)
+  if config.likelihood == "gaussian_learned":
+    raise ConfigError("config.likelihood='gaussian_learned' is not available for model='hvae' "
+                      "(use gaussian_fixed)")
   if not dims or any(not isinstance(d, int) or d < 1 for d in dims):
     raise ConfigError(f"config.latent_dims={config.latent_dims!r} must be a non-empty tuple "
                       f"of positive ints (units per stochastic layer, bottom first)")

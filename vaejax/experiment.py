@@ -96,9 +96,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
       state = _restore_or_start(ckpt, state, run_config, workdir, allow_config_change, primary,
                                 log)
       if primary and config.tensorboard:
-        resumed = int(state.step) > 0
-        writer = tensorboard_writer.TensorBoardWriter(
-            workdir, purge_step=int(state.step) + 1 if resumed else None)
+        # Drops an earlier attempt's events past the restored step (all of them on a
+        # fresh start), as metrics.jsonl is truncated.
+        writer = tensorboard_writer.TensorBoardWriter(workdir, purge_step=int(state.step) + 1)
       runner = parallel.make_runner(
           config.parallel, loss_fn=objectives.make_batch_loss(model, estimator.per_example),
           optimizer=optimizer,

@@ -215,8 +215,9 @@ def make_hvae(*, image_shape: Sequence[int], latent_dims: Sequence[int],
 
   Raises ValueError for an unknown likelihood or mismatched lengths.
   """
-  if likelihood not in LIKELIHOODS:
-    raise ValueError(f"unknown likelihood {likelihood!r}; valid: {list(LIKELIHOODS)}")
+  if likelihood not in LIKELIHOODS or likelihood == "gaussian_learned":
+    raise ValueError(f"likelihood {likelihood!r} is not available for a hierarchical VAE; "
+                     f"valid: {[l for l in LIKELIHOODS if l != 'gaussian_learned']}")
   latent_dims = tuple(int(d) for d in latent_dims)
   hidden = tuple(tuple(int(w) for w in h) for h in hidden)
   if len(hidden) != len(latent_dims) or not latent_dims or min(latent_dims) < 1:
