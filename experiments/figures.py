@@ -23,9 +23,9 @@ quadrants   NN baseline / CVAE pairs, one pair per setting of 1, 2 or 3 observed
             run's test -log p(x_missing | x_observed) beside the Pyro example's
             numbers; quadrant_completions.png for the first pair's setting.
 
-Runs are workdirs of experiments/train.py, read with vaejax.load_run; test images are the run's evaluation data (experiment.examples: under
-dynamic binarisation the fixed binary draw). Errors are one line on stderr, exit
-status 2.
+Runs are workdirs of experiments/train.py, read with vaejax.load_run; test images
+are the run's evaluation data (experiment.examples: under dynamic binarisation
+the fixed binary draw). Errors are one line on stderr, exit status 2.
 """
 import dataclasses
 import json

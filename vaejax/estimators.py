@@ -133,8 +133,7 @@ def make_estimator(objective: str = "elbo", estimator: str = "pathwise", *, beta
       raise ValueError(f"{type(model).__name__} has no closed-form KL: use analytic_kl=False "
                        f"(the Monte-Carlo KL)")
     kl_per_dim = model.kl_per_dim(params, x, q) if closed_form else None
-    terms = ElboTerms(log_px_z, log_qz_x, log_pz,
-                      kl=jnp.sum(kl_per_dim) if closed_form else jnp.mean(log_qz_x - log_pz))
+    terms = ElboTerms(log_px_z, log_qz_x, log_pz, kl_term(model, params, x, q, log_qz_x, log_pz))
     # STL needs the Monte-Carlo KL: the score term it drops lives in log q.
     if analytic_kl and estimator != "stl":
       value = jnp.mean(terms.log_px_z) - penalty.penalty(kl_per_dim, step)

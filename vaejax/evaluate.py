@@ -16,7 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaejax.models import LatentVariableModel, Params
-from vaejax.objectives import Metrics, PerExampleObjective, batch_size_of, example_keys, log_terms
+from vaejax.objectives import (Metrics, PerExampleObjective, batch_size_of, example_keys,
+                               has_closed_form_kl, log_terms)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "objective", "batch_size"))
@@ -110,7 +111,7 @@ def latent_statistics(model: LatentVariableModel, params: Params, images, *,
   posterior_means [N, latent_dim].
   """
   batches, valid = _padded_batches(images, batch_size)
-  closed_form = getattr(model, "has_closed_form_kl", True)
+  closed_form = has_closed_form_kl(model)
 
   def stats(x):
     q = model.posterior(params, x)
