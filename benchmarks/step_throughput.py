@@ -189,6 +189,9 @@ def main():
   p.add_argument("--compare-torch", action="store_true")
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--block-seconds", type=float, default=1.0)
+  p.add_argument("--matmul-precision", default="",
+                 help="float32 matmuls: 'highest' (true f32) or 'tensorfloat32' (TF32 on GPU, "
+                      "torch too); default: each library's own default")
   p.add_argument("--eval-k", type=int, default=0, help="also time log p(x) with k samples")
   p.add_argument("--eval-examples", type=int, default=100)
   p.add_argument("--data-dir", default=None, help="default: $VAEJAX_DATA_DIR; random bits if absent")
@@ -196,6 +199,12 @@ def main():
   args = p.parse_args()
   ints = lambda s: [int(v) for v in s.split(",") if v]  # noqa: E731
   names = lambda s: [v for v in s.split(",") if v]  # noqa: E731
+  if args.matmul_precision:
+    jax.config.update("jax_default_matmul_precision", args.matmul_precision)
+    if pytorch_reference.available():
+      import torch
+      torch.backends.cuda.matmul.allow_tf32 = args.matmul_precision == "tensorfloat32"
+      torch.backends.cudnn.allow_tf32 = args.matmul_precision == "tensorfloat32"
   images, source = load_images(args.data_dir)
   dtypes = names(args.dtypes)
   peak_before = {d: matmul_peak(jnp.dtype(d)) for d in dtypes}
@@ -257,7 +266,7 @@ def main():
   if args.eval_k:
     evals.append(eval_benchmark(images, args.eval_k, args.eval_examples,
                                 peak.get("float32") or matmul_peak(jnp.float32), args.repeats))
-  machine = {"data": source,
+  machine = {"data": source, "matmul_precision": args.matmul_precision or "library defaults",
              "peak_host_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
   stats = getattr(jax.devices()[0], "memory_stats", lambda: None)()
   if stats and "peak_bytes_in_use" in stats:

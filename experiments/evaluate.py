@@ -26,15 +26,17 @@ _BATCH = flags.DEFINE_integer("batch", 100, "Examples evaluated together.")
 _SUBSET = flags.DEFINE_integer("subset", 0, "Evaluate this many test examples (evenly spaced; 0: all).")
 _SEED = flags.DEFINE_integer("seed", 0, "Evaluation key.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Override the run's data_dir.")
+_REPLICA = flags.DEFINE_integer("replica", 0, "Of a replicated run (num_replicas > 1): which "
+                                "replica to evaluate (written to eval/replica_R/).")
 flags.mark_flags_as_required(["workdir"])
 
 
-def load_run(workdir: str, data_dir=None):
+def load_run(workdir: str, data_dir=None, replica: int = 0):
   """(config, model, params, test set, step): the run (vaejax.load_run) and its test
   split; raises ValueError (vaejax.NotARunError), DataError or CheckpointError."""
   import vaejax
   from vaejax import data
-  run = vaejax.load_run(workdir)
+  run = vaejax.load_run(workdir, replica=replica)
   if data_dir:
     run.config.data_dir = data_dir
   test = data.load(run.config.dataset, "test", run.config.data_dir or None)
@@ -100,7 +102,7 @@ def main(argv):
     chunk = min(_CHUNK.value, _K.value)
     if _K.value < 1 or chunk < 1 or _K.value % chunk:
       raise ValueError(f"--k={_K.value} must be >= 1 and a multiple of --chunk={_CHUNK.value}")
-    config, model, params, test, step = load_run(workdir, _DATA_DIR.value)
+    config, model, params, test, step = load_run(workdir, _DATA_DIR.value, _REPLICA.value)
     if config.objective == "ae":
       raise ValueError(f"{workdir} is a deterministic autoencoder (objective='ae'): it has no "
                        f"posterior variance, so no log-likelihood or bound to evaluate; its test "
@@ -111,6 +113,9 @@ def main(argv):
   if _SUBSET.value:
     test = test.spread(_SUBSET.value)
   out = _OUT.value or os.path.join(workdir, "eval")
+  from vaejax import runs
+  if runs.read_config(workdir).num_replicas > 1 and not _OUT.value:  # config: the replica's
+    out = os.path.join(out, f"replica_{_REPLICA.value}")
   os.makedirs(out, exist_ok=True)
   from vaejax import experiment
   images = experiment.examples(config, test, as_float=True)  # binarised as the run was trained
@@ -167,7 +172,8 @@ def main(argv):
   if os.path.exists(metrics_path):
     with open(metrics_path) as f:
       viz.training_curves(os.path.join(out, "training_curves.png"),
-                          [json.loads(l) for l in f if l.strip()])
+                          [r for r in map(json.loads, filter(str.strip, f))
+                           if r.get("replica", _REPLICA.value) == _REPLICA.value])
   with open(os.path.join(out, "eval.json"), "w") as f:
     json.dump(result, f, indent=2)
   r = result["test"]

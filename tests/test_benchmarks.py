@@ -143,3 +143,14 @@ def test_gradient_ablation_times_each_revert_and_restores_the_library(tmp_path, 
     assert nets.GaussianHead is gradient_ablation.TwoDenseHead
   assert (objectives.over_samples, distributions.bernoulli_log_density, nets.GaussianHead) == library
   assert loss_jaxpr() == reference
+
+
+def test_replicas_benchmark_times_each_replica_count_against_one_model(tmp_path):
+  proc = subprocess.run(
+      [sys.executable, str(REPO / "benchmarks" / "replicas.py"), "--models", "iwae_table1",
+       "--batch-sizes", "8", "--replicas", "3", "--repeats", "1", "--block-seconds", "0.05",
+       "--out", str(tmp_path)], capture_output=True, text=True, timeout=300, cwd=REPO)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  records = json.loads((tmp_path / "replicas.json").read_text())["records"]
+  assert [r["replicas"] for r in records] == [1, 3]
+  assert records[0]["vs_one_model"] == 1.0 and records[1]["examples_per_sec"] > 0

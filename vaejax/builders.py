@@ -107,13 +107,16 @@ def examples(config, dataset: data.Dataset, *, as_float: bool = False) -> dict:
 
 
 def build_evaluator(config, model, eval_sets: dict[str, data.Dataset], *, key: jax.Array):
-  """evaluator(params, *, final=False) -> {split: {metric: float}} over the test (and
-  validation) set: the bounds of config's eval estimator (one compile serves every
-  call), plus the importance-sampled NLL when final and eval_importance_samples."""
+  """evaluator(params, *, final=False, key=key) -> {split: {metric: float}} over the
+  test (and validation) set: the bounds of config's eval estimator (one compile
+  serves every call and key), plus the importance-sampled NLL when final and
+  eval_importance_samples."""
   per_example = build_estimator(config, for_eval=True).per_example
   sets = {split: examples(config, dataset, as_float=True) for split, dataset in eval_sets.items()}
+  default_key = key
 
-  def evaluator(params, *, final=False):
+  def evaluator(params, *, final=False, key=None):
+    key = default_key if key is None else key
     evaluated = {}
     for split, split_examples in sets.items():
       metrics = evaluate.evaluate_dataset(

@@ -11,7 +11,7 @@ import os
 
 import ml_collections
 
-from vaejax import data, estimators, models, parallel
+from vaejax import data, estimators, models, parallel, replicas
 from vaejax.models import cvae
 
 
@@ -70,6 +70,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.grad_clip_norm = 0.0  # 0: no clipping
   c.epochs = 10
   c.seed = 0
+  # Replicas (vaejax.replicas): R models in one compiled program, replica r with seed
+  # seed + r; sweep: per-replica values, 'beta=1,2,4,8;learning_rate=...' (R each).
+  c.num_replicas = 1
+  c.sweep = ""
   c.parallel = "none"  # none | pmap | sharding
   c.num_devices = 0  # pmap/sharding: 0 = every device
   # Loop, logging and checkpoints, in optimiser steps.
@@ -139,6 +143,10 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
   hidden = config.hidden if isinstance(config.hidden, (tuple, list)) else (config.hidden,)
   if not hidden or any(not isinstance(h, int) or h < 1 for h in hidden):
     raise ConfigError(f"config.hidden={config.hidden!r} must be a non-empty tuple of positive ints")
+  _at_least(config, "num_replicas", 1)
+  if config.num_replicas > 1 or config.sweep:
+    _check_replicas(config, num_devices)
+    return
   if config.batch_size % num_devices:
     raise ConfigError(f"config.batch_size={config.batch_size} does not divide over "
                       f"{num_devices} devices; use a multiple of {num_devices}")
@@ -188,6 +196,25 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
     raise ConfigError("config.estimator='vimco' needs config.num_samples >= 2")
   if not 0 <= config.baseline_decay < 1:
     raise ConfigError(f"config.baseline_decay={config.baseline_decay!r} must be in [0, 1)")
+
+
+def _check_replicas(config, num_devices: int) -> None:
+  """A replicated run is valid when every replica, as a single run, is."""
+  try:
+    sweep = replicas.parse_sweep(config.sweep, config.num_replicas)
+  except replicas.SweepError as e:
+    raise ConfigError(str(e)) from None
+  if config.parallel == "sharding" and config.num_replicas % num_devices:
+    raise ConfigError(f"config.parallel='sharding' splits the {config.num_replicas} replicas over "
+                      f"{num_devices} devices: use a multiple of {num_devices} replicas (or "
+                      f"config.num_devices)")
+  replica_devices = 1 if config.parallel == "sharding" else num_devices
+  for r in range(config.num_replicas):
+    try:
+      validate(replicas.replica_config(config, r, sweep), num_devices=replica_devices)
+    except ConfigError as e:
+      which = ", ".join(f"{k}={v[r]:g}" for k, v in sweep.items())
+      raise ConfigError(f"replica {r}{' (' + which + ')' if which else ''}: {e}") from None
 
 
 def _check_hvae(config) -> None:

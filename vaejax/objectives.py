@@ -144,17 +144,25 @@ def make_kl_penalty(*, beta: float = 1.0, warmup_steps: int = 0, free_bits: floa
                capacity_steps) nats (Burgess et al. 2018); replaces beta
 
   Raises ValueError for negative settings or capacity combined with free bits.
+  beta and warmup_steps may be traced scalars (a replicated run's per-replica
+  values, `training.replicate_train_step`); the other settings are static.
   """
-  if min(beta, warmup_steps, free_bits, capacity_max, capacity_steps, capacity_gamma) < 0:
+  static = [v for v in (beta, warmup_steps) if not isinstance(v, jax.Array)]
+  if min(static + [free_bits, capacity_max, capacity_steps, capacity_gamma]) < 0:
     raise ValueError("KL penalty settings must be >= 0")
   if capacity_max > 0 and free_bits > 0:
     raise ValueError("capacity control and free bits are alternatives; set one of them")
 
   def ramp(step, steps):
+    if isinstance(steps, jax.Array):  # traced: 0 means no warm-up, as below
+      fraction = jnp.asarray(step, jnp.float32) / jnp.maximum(steps, 1).astype(jnp.float32)
+      return jnp.where(steps > 0, jnp.minimum(1.0, fraction), 1.0)
     return jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / steps) if steps else 1.0
 
   def weight(step):
-    return beta * ramp(step, warmup_steps) if warmup_steps else beta
+    if isinstance(warmup_steps, jax.Array) or warmup_steps:
+      return beta * ramp(step, warmup_steps)
+    return beta
 
   def penalty(kl_per_dim, step):
     if capacity_max > 0:

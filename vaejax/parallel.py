@@ -26,12 +26,14 @@ from typing import Any, Callable, Optional
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.experimental import multihost_utils
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
 from vaejax import training
 
 MODES = ("none", "pmap", "sharding")
 AXIS = "batch"
+REPLICA_AXIS = "replica"
 
 
 class DistributedError(RuntimeError):
@@ -93,23 +95,55 @@ def device_count(mode: str, requested: int = 0) -> int:
   return requested or available
 
 
-def make_runner(mode: str, *, loss_fn, optimizer, preprocess, batch_size: int,
-                max_consecutive_skips: Optional[int] = None, num_devices: int = 0) -> Runner:
-  """Builds the chunk runner of `mode` for a global batch of `batch_size`."""
+@dataclasses.dataclass(frozen=True)
+class Replicas:
+  """R models trained together (`vaejax.replicas`): build(hyperparams_r) ->
+  (loss_fn, optimizer) of one replica, hyperparams {name: [R]}."""
+  num: int
+  hyperparams: dict
+  build: Callable[[dict], tuple[Callable, Any]]
+
+
+def make_runner(mode: str, *, loss_fn=None, optimizer=None, preprocess, batch_size: int,
+                max_consecutive_skips: Optional[int] = None, num_devices: int = 0,
+                replicas: Optional[Replicas] = None) -> Runner:
+  """Builds the chunk runner of `mode` for a global batch of `batch_size`.
+
+  With `replicas`, the state, the permutation and the metrics carry a leading
+  replica axis (training.replicate_train_step); pmap splits each replica's
+  batch over the devices as for one model, sharding splits the REPLICAS over
+  the devices (each device trains R / n whole models; R % n == 0).
+  """
   if mode not in MODES:
     raise ValueError(f"unknown parallel mode {mode!r}; valid: {list(MODES)}")
   n = device_count(mode, num_devices)
-  if batch_size % n:
+  if replicas is not None and mode == "sharding":
+    if replicas.num % n:
+      raise ValueError(f"{replicas.num} replicas do not divide over {n} devices")
+  elif batch_size % n:
     raise ValueError(f"batch size {batch_size} does not divide over {n} devices")
+
+  def make_step(axis_name=None):
+    if replicas is None:
+      return training.make_train_step(loss_fn, optimizer, preprocess, axis_name=axis_name)
+    one = lambda hp: training.make_train_step(*replicas.build(hp), preprocess,  # noqa: E731
+                                              axis_name=axis_name)
+    hyperparams = {k: jnp.asarray(v) for k, v in replicas.hyperparams.items()}
+    return training.replicate_train_step(one, hyperparams,
+                                         max_consecutive_skips=max_consecutive_skips)
+
+  replicated = replicas is not None
   if mode == "none":
-    step = training.make_train_step(loss_fn, optimizer, preprocess)
-    chunk = training.make_train_chunk(step, batch_size, max_consecutive_skips=max_consecutive_skips)
+    chunk = training.make_train_chunk(make_step(), batch_size, replicated=replicated,
+                                      max_consecutive_skips=max_consecutive_skips)
     return Runner(mode, 1, jax.jit(chunk, donate_argnums=0), _copy_tree,
                   lambda tree: jax.tree_util.tree_map(jnp.asarray, tree), jax.device_get,
                   jax.device_get)
   if mode == "pmap":
-    return _pmap_runner(loss_fn, optimizer, preprocess, batch_size, max_consecutive_skips, n)
-  return _sharding_runner(loss_fn, optimizer, preprocess, batch_size, max_consecutive_skips, n)
+    return _pmap_runner(make_step(AXIS), batch_size, max_consecutive_skips, n, replicated)
+  if replicated:
+    return _replica_sharding_runner(make_step(), batch_size, max_consecutive_skips, n)
+  return _sharding_runner(make_step(), batch_size, max_consecutive_skips, n)
 
 
 def _copy_tree(tree):
@@ -117,15 +151,14 @@ def _copy_tree(tree):
   return jax.tree_util.tree_map(lambda x: jnp.array(x, copy=True), tree)
 
 
-def _pmap_runner(loss_fn, optimizer, preprocess, batch_size, max_skips, n) -> Runner:
+def _pmap_runner(step, batch_size, max_skips, n, replicated) -> Runner:
   if n != jax.device_count():
     devices = jax.local_devices()[:n]
   else:
     devices = None  # all of them, across processes
   local_devices = devices or jax.local_devices()
-  step = training.make_train_step(loss_fn, optimizer, preprocess, axis_name=AXIS)
   chunk = training.make_train_chunk(
-      step, batch_size, local_batch_size=batch_size // n,
+      step, batch_size, local_batch_size=batch_size // n, replicated=replicated,
       device_index=lambda: jax.lax.axis_index(AXIS), max_consecutive_skips=max_skips)
   pchunk = jax.pmap(chunk, axis_name=AXIS, in_axes=(0, 0, 0, None, None),
                     donate_argnums=0, devices=devices)
@@ -142,25 +175,53 @@ def _pmap_runner(loss_fn, optimizer, preprocess, batch_size, max_skips, n) -> Ru
   return Runner("pmap", n, pchunk, replicate, replicate, first, first)
 
 
-def _sharding_runner(loss_fn, optimizer, preprocess, batch_size, max_skips, n) -> Runner:
+def _sharding_runner(step, batch_size, max_skips, n) -> Runner:
   devices = np.asarray(jax.devices()[:n])
   mesh = Mesh(devices, (AXIS,), axis_types=(jax.sharding.AxisType.Auto,))
   replicated = NamedSharding(mesh, PartitionSpec())
   split = NamedSharding(mesh, PartitionSpec(AXIS))
-  step = training.make_train_step(loss_fn, optimizer, preprocess)
   chunk = training.make_train_chunk(
       step, batch_size, max_consecutive_skips=max_skips,
       constrain_batch=lambda b: jax.lax.with_sharding_constraint(b, split))
   jchunk = jax.jit(chunk, in_shardings=(replicated, replicated, replicated, None, None),
                    out_shardings=(replicated, replicated), donate_argnums=0)
 
-  def put(tree):
-    host = jax.device_get(tree)
-    # From host values every process holds alike, so this also works across processes.
-    return jax.tree_util.tree_map(lambda x: jax.make_array_from_callback(
-        np.shape(x), replicated, lambda idx, x=np.asarray(x): x[idx]), host)
+  put = _put_with(replicated)
 
   def get(tree):
     return jax.tree_util.tree_map(lambda x: np.asarray(x.addressable_shards[0].data), tree)
 
   return Runner("sharding", n, jchunk, put, put, get, get)
+
+
+def _put_with(sharding):
+  def put(tree):
+    host = jax.device_get(tree)
+    # From host values every process holds alike, so this also works across processes.
+    return jax.tree_util.tree_map(lambda x: jax.make_array_from_callback(
+        np.shape(x), sharding, lambda idx, x=np.asarray(x): x[idx]), host)
+  return put
+
+
+def _replica_sharding_runner(step, batch_size, max_skips, n) -> Runner:
+  """Replicas split over a 1-D mesh: the state's, permutation's and gathered
+  batches' leading replica axis is sharded, the data set replicated. No
+  collective: each device trains its own replicas."""
+  mesh = Mesh(np.asarray(jax.devices()[:n]), (REPLICA_AXIS,),
+              axis_types=(jax.sharding.AxisType.Auto,))
+  whole = NamedSharding(mesh, PartitionSpec())
+  split = NamedSharding(mesh, PartitionSpec(REPLICA_AXIS))
+  chunk = training.make_train_chunk(
+      step, batch_size, max_consecutive_skips=max_skips, replicated=True,
+      constrain_batch=lambda b: jax.lax.with_sharding_constraint(b, split))
+  # The permutations ([R, N] int32, a few MB) go whole to every device, like the data.
+  jchunk = jax.jit(chunk, in_shardings=(split, whole, whole, None, None),
+                   out_shardings=(split, split), donate_argnums=0)
+
+  def get(tree):  # the whole replica axis, gathered from every shard
+    if jax.process_count() > 1:
+      return jax.tree_util.tree_map(
+          lambda x: np.asarray(multihost_utils.process_allgather(x, tiled=True)), tree)
+    return jax.device_get(tree)
+
+  return Runner("sharding", n, jchunk, _put_with(split), _put_with(whole), get, get)

@@ -19,7 +19,8 @@ from typing import Optional
 import jax
 import ml_collections
 
-from vaejax import builders, checkpoint, config as config_lib, data, distributions, training
+from vaejax import (builders, checkpoint, config as config_lib, data, distributions, replicas,
+                    training)
 from vaejax.models import batched
 from vaejax.models.base import Example, LatentVariableModel, Params
 
@@ -116,8 +117,11 @@ def read_config(workdir: str) -> ml_collections.ConfigDict:
   return config
 
 
-def load_run(workdir: str, step: Optional[int] = None) -> Run:
+def load_run(workdir: str, step: Optional[int] = None, *, replica: int = 0) -> Run:
   """The run in `workdir` at its newest readable checkpoint (or at `step`).
+
+  For a replicated run (config.num_replicas = R > 1) the Run holds replica
+  `replica`'s params (seed config.seed + replica); NotARunError for one outside [0, R).
 
   Builds the model from the run's config (no data needed: every dataset here has
   28x28x1 images) and restores its params. Raises NotARunError (a ValueError)
@@ -131,6 +135,11 @@ def load_run(workdir: str, step: Optional[int] = None) -> Run:
   key = jax.random.PRNGKey(0)  # only shapes matter: the checkpoint overwrites every leaf
   like = training.create_train_state({**model.init(key), **estimator.init_params(key, model)},
                                      optimizer, key=key)
+  num_replicas = config.num_replicas
+  if not 0 <= replica < num_replicas:
+    raise NotARunError(f"{workdir} has {num_replicas} replica(s); replica={replica} is not one")
+  if num_replicas > 1:
+    like = replicas.stack([like] * num_replicas)
   directory = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(directory):
     raise NotARunError(f"{workdir} has no checkpoints/ folder: the run has not saved yet")
@@ -148,4 +157,8 @@ def load_run(workdir: str, step: Optional[int] = None) -> Run:
       state, _ = ckpt.restore(step, like)
   finally:
     ckpt.close()
-  return Run(workdir, config, model, state.params, int(step))
+  params = state.params if num_replicas == 1 else replicas.index(state.params, replica)
+  if num_replicas > 1:  # the config of the single run this replica equals
+    config = replicas.replica_config(
+        config, replica, replicas.parse_sweep(config.sweep, num_replicas))
+  return Run(workdir, config, model, params, int(step))

@@ -99,7 +99,7 @@ def make_gradient(loss_fn: LossFn, preprocess):
 
 def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, preprocess,
                     *, axis_name: str | None = None):
-  """Returns train_step(state, batch, example_offset=0) -> (state, metrics).
+  """Returns train_step(state, batch, example_offset=0, active=None) -> (state, metrics).
 
   batch: the raw examples this device sees (uint8 images, or a pytree of
   arrays with a uint8 "image" leaf). With `axis_name` set (inside
@@ -109,14 +109,18 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, pr
   Adam updates; an optimizer that can overflow finite params, such as SGD at
   an absurd learning rate, yields a non-finite loss on the next step, which
   is then skipped.)
+
+  active: [] bool or None. False leaves the state as it is (step counter
+  included) and counts no skip: a stopped replica of a replicated run.
   """
   gradient = make_gradient(loss_fn, preprocess)
 
-  def train_step(state: TrainState, batch, example_offset=0):
+  def train_step(state: TrainState, batch, example_offset=0, active=None):
     (loss, metrics), grads = gradient(state, batch, example_offset)
     if axis_name is not None:
       grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
-    ok = _safe_to_apply((metrics["loss"], grads))
+    safe = _safe_to_apply((metrics["loss"], grads))
+    ok = safe if active is None else safe & active
     if isinstance(optimizer, optim.SkippableTransformation):
       # The optimizer gates itself: zero updates and an unchanged state when not ok.
       updates, opt_state = optimizer.update(grads, state.opt_state, state.params, apply=ok)
@@ -129,20 +133,50 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, pr
       keep_if_ok = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
       params = jax.tree_util.tree_map(keep_if_ok, new_params, state.params)
       opt_state = jax.tree_util.tree_map(keep_if_ok, new_opt_state, state.opt_state)
-    skipped = 1 - ok.astype(jnp.int32)
+    skipped = 1 - safe.astype(jnp.int32)
+    if active is None:
+      advanced, consecutive = 1, (state.skipped_consecutive + 1) * skipped
+    else:
+      advanced = active.astype(jnp.int32)
+      skipped = skipped * advanced
+      consecutive = jnp.where(active, (state.skipped_consecutive + 1) * skipped,
+                              state.skipped_consecutive)
     metrics = dict(metrics, skipped=skipped.astype(jnp.float32))
     return state.replace(
-        step=state.step + 1, params=params, opt_state=opt_state,
+        step=state.step + advanced, params=params, opt_state=opt_state,
         skipped_total=state.skipped_total + skipped,
-        skipped_consecutive=(state.skipped_consecutive + 1) * skipped), metrics
+        skipped_consecutive=consecutive), metrics
 
   return train_step
+
+
+def replicate_train_step(make_step: Callable[[Any], Callable], hyperparams: dict, *,
+                         max_consecutive_skips: int | None = None):
+  """The train step of R independent models over a leading replica axis.
+
+  make_step(hyperparams_r) -> train_step(state, batch, example_offset, active)
+  (`make_train_step`'s signature) builds one replica's step from its
+  hyperparameters, {name: [] traced scalar}; hyperparams holds [R] arrays.
+  Returns step(states, batches, example_offset=0) -> (states, metrics) with
+  states, batches and metrics carrying the replica axis: one vmapped program.
+  A replica with `max_consecutive_skips` skipped updates in a row is stopped
+  (active=False: its state stays as it was) while the others train on.
+  """
+  def step(states, batches, example_offset=0):
+    if max_consecutive_skips is None:
+      active = jnp.ones_like(states.skipped_consecutive, bool)
+    else:
+      active = states.skipped_consecutive < max_consecutive_skips
+    one = lambda s, b, h, a: make_step(h)(s, b, example_offset, a)  # noqa: E731
+    return jax.vmap(one)(states, batches, hyperparams, active)
+  return step
 
 
 def make_train_chunk(train_step, batch_size: int, *, local_batch_size: int | None = None,
                      device_index: Callable[[], jax.Array] | None = None,
                      max_consecutive_skips: int | None = None,
-                     constrain_batch: Callable[[jax.Array], jax.Array] | None = None):
+                     constrain_batch: Callable[[jax.Array], jax.Array] | None = None,
+                     replicated: bool = False):
   """chunk(state, data, perm, first_batch, num_steps) -> (state, metric sums).
 
   Runs up to `num_steps` steps on device; step i trains on the examples
@@ -157,6 +191,10 @@ def make_train_chunk(train_step, batch_size: int, *, local_batch_size: int | Non
   `device_index` returns this device's index and each device takes its
   `local_batch_size` slice of the global batch. `constrain_batch` (the sharding
   path) annotates each gathered array, e.g. to split it over a device mesh.
+
+  replicated: train_step is `replicate_train_step`'s; state carries a leading
+  replica axis R, perm is [R, N] (each replica's own data order), each step
+  gathers [R, local batch, ...], and the loop runs while any replica is active.
   """
   local = local_batch_size or batch_size
 
@@ -165,7 +203,10 @@ def make_train_chunk(train_step, batch_size: int, *, local_batch_size: int | Non
 
     def batch_at(i):
       start = (first_batch + i) * batch_size + offset
-      idx = jax.lax.dynamic_slice_in_dim(perm, start, local)
+      if replicated:
+        idx = jax.vmap(lambda p: jax.lax.dynamic_slice_in_dim(p, start, local))(perm)
+      else:
+        idx = jax.lax.dynamic_slice_in_dim(perm, start, local)
       take = lambda leaf: jnp.take(leaf, idx, axis=0)  # noqa: E731
       if constrain_batch is not None:
         take = lambda leaf: constrain_batch(jnp.take(leaf, idx, axis=0))  # noqa: E731
@@ -178,14 +219,16 @@ def make_train_chunk(train_step, batch_size: int, *, local_batch_size: int | Non
       i, state, _ = carry
       more = i < num_steps
       if max_consecutive_skips is not None:
-        more &= state.skipped_consecutive < max_consecutive_skips
+        more &= jnp.any(state.skipped_consecutive < max_consecutive_skips)
       return more
 
     def body(carry):
       i, state, sums = carry
-      state, metrics = train_step(state, *batch_at(i))
-      # A skipped step's metrics are NaN/Inf: add only applied steps' values.
-      applied = metrics["skipped"] == 0
+      new_state, metrics = train_step(state, *batch_at(i))
+      # A skipped step's metrics are NaN/Inf: add only applied steps' values (a
+      # stopped replica's step counter does not move).
+      applied = (metrics["skipped"] == 0) & (new_state.step > state.step)
+      state = new_state
       metrics = {k: v if k == "skipped" else jnp.where(applied, v, 0.0) for k, v in metrics.items()}
       return i + 1, state, jax.tree_util.tree_map(jnp.add, sums, metrics)
 
