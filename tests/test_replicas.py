@@ -125,14 +125,19 @@ def test_parse_sweep_and_warmup_values():
                                  ).kl_warmup_steps == 100
 
 
+@pytest.fixture(scope="module")
+def three_replicas_batch_30(tmp_path_factory, data_dir):
+  return experiment.run(_config(data_dir, num_replicas=3, batch_size=30),
+                        str(tmp_path_factory.mktemp("one_device")), quiet=True)
+
+
 @pytest.mark.parametrize("mode", ["sharding", "pmap"])
-def test_replicas_over_three_faked_devices_match_one_device(three_replicas, tmp_path, data_dir,
-                                                            mode):
+def test_replicas_over_three_faked_devices_match_one_device(three_replicas_batch_30, tmp_path,
+                                                            data_dir, mode):
   # sharding puts one replica on each device; pmap splits each replica's batch of 30.
   import os
   import subprocess
   from test_train_script import SMOKE, TRAIN
-  _, summary = three_replicas
   env = dict(os.environ)
   env["XLA_FLAGS"] = (env.get("XLA_FLAGS", "") + " --xla_force_host_platform_device_count=3")
   proc = subprocess.run(TRAIN + ["--config", SMOKE, "--workdir", str(tmp_path),
@@ -142,9 +147,7 @@ def test_replicas_over_three_faked_devices_match_one_device(three_replicas, tmp_
                         capture_output=True, text=True, timeout=300, cwd=REPO, env=env)
   assert proc.returncode == 0, proc.stderr[-3000:]
   parallel = json.loads((tmp_path / "summary.json").read_text())
-  single = experiment.run(_config(data_dir, num_replicas=3, batch_size=30),
-                          str(tmp_path / "one_device"), quiet=True)
-  for a, b in zip(parallel["replicas"], single["replicas"]):
+  for a, b in zip(parallel["replicas"], three_replicas_batch_30["replicas"]):
     np.testing.assert_allclose(a["test"]["neg_elbo"], b["test"]["neg_elbo"], rtol=1e-5)
 
 
