@@ -15,7 +15,6 @@ the other keys are shared.
 """
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import jax
@@ -126,7 +125,3 @@ def describe(num_replicas: int, sweep: dict[str, list[float]], seed: int) -> lis
   return [{"replica": r, "seed": seed + r,
            **{k: (int(v[r]) if k == "kl_warmup_steps" else v[r]) for k, v in sweep.items()}}
           for r in range(num_replicas)]
-
-
-def finite_or_none(x: float):
-  return x if x is not None and math.isfinite(x) else None
