@@ -32,6 +32,7 @@ sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 import jax  # noqa: E402
 
 import common  # noqa: E402
+import replicas  # noqa: E402
 import step_throughput  # noqa: E402
 
 # Events that are not op time: executor and thread-pool bookkeeping, waits,
@@ -98,6 +99,8 @@ def main():
   p.add_argument("--model", default="reference", choices=sorted(step_throughput.MODELS))
   p.add_argument("--objective", default="elbo", choices=sorted(step_throughput.OBJECTIVES))
   p.add_argument("--batch-size", type=int, default=20)
+  p.add_argument("--replicas", type=int, default=1,
+                 help="profile R replicas in one program (benchmarks/replicas.py's runner)")
   p.add_argument("--steps", type=int, default=1000)
   p.add_argument("--top", type=int, default=25)
   p.add_argument("--out", required=True)
@@ -105,7 +108,10 @@ def main():
   images = common.synthetic_images()
   config = step_throughput.build_config(args.model, args.objective, args.batch_size, "float32",
                                         "none")
-  case = step_throughput.VaejaxCase(config, images)
+  if args.replicas > 1:
+    case = replicas.ReplicaCase(config, images, args.replicas)
+  else:
+    case = step_throughput.VaejaxCase(config, images)
   steps = min(args.steps, case.steps_per_epoch)
   run = lambda n: case.run(n, n)  # noqa: E731  (one dispatch of n steps)
   run(steps)  # warm-up
@@ -120,8 +126,10 @@ def main():
     classes[op_classes[name]] += us
   total = sum(micros.values())
   top = sorted(micros.items(), key=lambda kv: -kv[1])[:args.top]
-  table = [f"{args.model} / {args.objective}, batch {args.batch_size}: {untraced_ms:.3f} ms per "
-           f"step untraced ({args.batch_size / untraced_ms * 1e3:,.0f} examples/s), "
+  examples = args.batch_size * args.replicas
+  table = [f"{args.model} / {args.objective}, batch {args.batch_size}, {args.replicas} "
+           f"replica(s): {untraced_ms:.3f} ms per step untraced ({examples / untraced_ms * 1e3:,.0f} "
+           f"examples/s over the replicas), "
            f"{traced_ms:.3f} ms traced; op time summed over threads {total / 1e3:.3f} ms per step",
            "", "| class | thread-ms per step | share of op time |", "|---|---|---|"]
   table += [f"| {c} | {us / 1e3:.3f} | {us / total:.0%} |" for c, us in classes.most_common()]
@@ -132,6 +140,7 @@ def main():
   table += ["", f"{len(micros)} distinct ops."]
   common.write(args.out, "profile", {
       "model": args.model, "objective": args.objective, "batch_size": args.batch_size,
+      "replicas": args.replicas,
       "steps": steps, "ms_per_step_untraced": untraced_ms, "ms_per_step_traced": traced_ms,
       "op_thread_us_per_step": micros, "op_calls_per_step": calls, "op_sources": sources,
       "class_thread_us_per_step": dict(classes)}, table)

@@ -54,6 +54,8 @@ class ReplicaCase:
     rng = np.random.default_rng(0)
     perms = [rng.permutation(len(images)) for _ in range(num_replicas)]
     self.perm = self.runner.put_data(perms[0] if num_replicas == 1 else np.stack(perms))
+    self.compiled = self.runner.chunk.lower(self.state, self.data, self.perm, np.int32(0),
+                                            np.int32(1)).compile()
     self.steps_per_epoch = len(images) // config.batch_size
     self.position = 0
 
@@ -63,8 +65,8 @@ class ReplicaCase:
       n = min(steps_per_dispatch, num_steps - done)
       if self.position + n > self.steps_per_epoch:
         self.position = 0
-      self.state, _ = self.runner.chunk(self.state, self.data, self.perm,
-                                        np.int32(self.position), np.int32(n))
+      self.state, _ = self.compiled(self.state, self.data, self.perm, np.int32(self.position),
+                                    np.int32(n))
       self.position += n
       done += n
     jax.block_until_ready(self.state)

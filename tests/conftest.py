@@ -1,5 +1,8 @@
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 import pytest
 
@@ -18,6 +21,17 @@ if os.environ.get("VAEJAX_TESTS_OPTIMIZED_XLA") != "1":
   _flags = os.environ.get("XLA_FLAGS", "")
   os.environ["XLA_FLAGS"] = " ".join(
       [_flags] + [f for f in _FAST_COMPILE_FLAGS if f.split("=")[0] not in _flags]).strip()
+
+
+# Many tests compile the same programs again: the same smoke run trained in several
+# subprocesses, the same step built by several tests. A persistent compilation cache
+# for the session (shared by the xdist workers and subprocesses through the
+# environment, removed by the process that made it) loads those instead; a cached
+# executable is the one compiled, so results do not change. A cache the user set is kept.
+if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
+  os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="vaejax-tests-xla-cache-")
+  os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0.2")
+  atexit.register(shutil.rmtree, os.environ["JAX_COMPILATION_CACHE_DIR"], ignore_errors=True)
 
 
 @pytest.fixture(scope="session")
