@@ -14,6 +14,8 @@ time them alone (NOTES.md) rather than reading them off this table.
   python benchmarks/profile_step.py --model reference --batch-size 20 \
       --out benchmarks/results/cpu-2core/profile_reference_b20
 writes DIR/profile.json and DIR/profile.md (top ops, classes, wall time).
+`--replicas R` profiles R models in one program instead (benchmarks/replicas.py's
+runner; a step then trains all R).
 """
 from __future__ import annotations
 

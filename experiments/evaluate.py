@@ -6,7 +6,10 @@ statistics and pictures.
 Reads the run's config.json and newest checkpoint from --workdir and writes
 eval.json, eval.md and PNGs (samples, reconstructions, latent scatter coloured
 by digit, interpolations, traversals, a 2-D manifold when the latent is 2-D,
-training curves) into --workdir/eval/ (or --out).
+training curves) into --workdir/eval/ (or --out). A replicated run
+(config.num_replicas = R) is evaluated replica by replica into eval/replica_r/;
+eval/eval.json then holds each replica's result and the mean and sample sd of
+the test metrics over the replicas that did not diverge (summary.json's list).
 """
 import json
 import os
@@ -26,8 +29,9 @@ _BATCH = flags.DEFINE_integer("batch", 100, "Examples evaluated together.")
 _SUBSET = flags.DEFINE_integer("subset", 0, "Evaluate this many test examples (evenly spaced; 0: all).")
 _SEED = flags.DEFINE_integer("seed", 0, "Evaluation key.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Override the run's data_dir.")
-_REPLICA = flags.DEFINE_integer("replica", 0, "Of a replicated run (num_replicas > 1): which "
-                                "replica to evaluate (written to eval/replica_R/).")
+_REPLICA = flags.DEFINE_integer("replica", None, "Of a replicated run (num_replicas = R > 1): "
+                                "evaluate only this replica (default: every replica, each into "
+                                "eval/replica_r/, with their mean and sd in eval/eval.json).")
 flags.mark_flags_as_required(["workdir"])
 
 
@@ -94,28 +98,68 @@ def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
   logging.set_verbosity(logging.WARNING)
-  import jax
-  import numpy as np
-  from vaejax import checkpoint, data, estimators, evaluate, viz
+  from vaejax import checkpoint, data, runs
   workdir = _WORKDIR.value
   try:
     chunk = min(_CHUNK.value, _K.value)
     if _K.value < 1 or chunk < 1 or _K.value % chunk:
       raise ValueError(f"--k={_K.value} must be >= 1 and a multiple of --chunk={_CHUNK.value}")
-    config, model, params, test, step = load_run(workdir, _DATA_DIR.value, _REPLICA.value)
-    if config.objective == "ae":
-      raise ValueError(f"{workdir} is a deterministic autoencoder (objective='ae'): it has no "
-                       f"posterior variance, so no log-likelihood or bound to evaluate; its test "
-                       f"reconstruction is test/recon in summary.json")
+    num_replicas = runs.read_config(workdir).num_replicas
+    chosen = [_REPLICA.value] if _REPLICA.value is not None else list(range(num_replicas))
+    out = _OUT.value or os.path.join(workdir, "eval")
+    results = []
+    for replica in chosen:
+      # One replica of a replicated run goes to its own folder, unless --out names one.
+      where = (os.path.join(out, f"replica_{replica}")
+               if num_replicas > 1 and not (_OUT.value and len(chosen) == 1) else out)
+      results.append(evaluate_replica(workdir, replica, where, chunk))
   except (ValueError, data.DataError, checkpoint.CheckpointError, OSError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  if len(results) > 1:
+    write_replica_summary(workdir, out, chosen, results)
+
+
+def write_replica_summary(workdir: str, out: str, chosen: list, results: list) -> None:
+  """eval/eval.json and eval.md over the replicas: each one's result, and the mean
+  and sample sd of the test metrics over those that did not diverge in training."""
+  from vaejax import replicas
+  diverged = []
+  if os.path.exists(os.path.join(workdir, "summary.json")):
+    with open(os.path.join(workdir, "summary.json")) as f:
+      diverged = json.load(f).get("diverged", [])
+  mean, sd = replicas.aggregate([r["test"] for r in results], [r in diverged for r in chosen])
+  with open(os.path.join(out, "eval.json"), "w") as f:
+    json.dump({"workdir": workdir, "replicas": [dict(r, replica=i) for i, r in zip(chosen, results)],
+               "diverged": diverged, "test": mean, "test_sd": sd}, f, indent=2)
+  report = [f"# Evaluation of {workdir}: {len(results)} replicas", "",
+            "| replica | test NLL | -ELBO | -IWAE-50 | active units |", "|---|---|---|---|---|"]
+  for i, r in zip(chosen, results):
+    t = r["test"]
+    report.append(f"| {i}{' (diverged)' if i in diverged else ''} | {t['nll']:.2f} | "
+                  f"{t['neg_elbo']:.2f} | {t['neg_iwae_50']:.2f} | {r['active_units']} |")
+  if mean:
+    spread = lambda k: f" +- {sd[k]:.2f}" if sd.get(k) is not None else ""  # noqa: E731
+    report.append(f"| mean +- sd | {mean['nll']:.2f}{spread('nll')} | {mean['neg_elbo']:.2f}"
+                  f"{spread('neg_elbo')} | {mean['neg_iwae_50']:.2f}{spread('neg_iwae_50')} | |")
+  with open(os.path.join(out, "eval.md"), "w") as f:
+    f.write("\n".join(report) + "\n")
+  print("\n".join(report), flush=True)
+
+
+def evaluate_replica(workdir: str, replica: int, out: str, chunk: int) -> dict:
+  """Evaluates one model (replica `replica` of a replicated run) into `out`; returns
+  the eval.json dict. Raises ValueError, DataError or CheckpointError."""
+  import jax
+  import numpy as np
+  from vaejax import estimators, evaluate, viz
+  config, model, params, test, step = load_run(workdir, _DATA_DIR.value, replica)
+  if config.objective == "ae":
+    raise ValueError(f"{workdir} is a deterministic autoencoder (objective='ae'): it has no "
+                     f"posterior variance, so no log-likelihood or bound to evaluate; its test "
+                     f"reconstruction is test/recon in summary.json")
   if _SUBSET.value:
     test = test.spread(_SUBSET.value)
-  out = _OUT.value or os.path.join(workdir, "eval")
-  from vaejax import runs
-  if runs.read_config(workdir).num_replicas > 1 and not _OUT.value:  # config: the replica's
-    out = os.path.join(out, f"replica_{_REPLICA.value}")
   os.makedirs(out, exist_ok=True)
   from vaejax import experiment
   images = experiment.examples(config, test, as_float=True)  # binarised as the run was trained
@@ -173,7 +217,7 @@ def main(argv):
     with open(metrics_path) as f:
       viz.training_curves(os.path.join(out, "training_curves.png"),
                           [r for r in map(json.loads, filter(str.strip, f))
-                           if r.get("replica", _REPLICA.value) == _REPLICA.value])
+                           if r.get("replica", replica) == replica])
   with open(os.path.join(out, "eval.json"), "w") as f:
     json.dump(result, f, indent=2)
   r = result["test"]
@@ -189,6 +233,7 @@ def main(argv):
   with open(os.path.join(out, "eval.md"), "w") as f:
     f.write("\n".join(report))
   print("\n".join(report), flush=True)
+  return result
 
 
 if __name__ == "__main__":

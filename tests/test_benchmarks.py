@@ -73,11 +73,11 @@ def test_guard_ablation_times_each_guard_and_restores_the_library_guard(tmp_path
 def test_profile_step_attributes_op_time_to_source_lines(tmp_path):
   proc = subprocess.run(
       [sys.executable, str(REPO / "benchmarks" / "profile_step.py"), "--model", "iwae_table1",
-       "--batch-size", "8", "--steps", "20", "--out", str(tmp_path)],
+       "--batch-size", "8", "--steps", "20", "--replicas", "2", "--out", str(tmp_path)],
       capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
   result = json.loads((tmp_path / "profile.json").read_text())
-  assert result["ms_per_step_untraced"] > 0
+  assert result["ms_per_step_untraced"] > 0 and result["replicas"] == 2
   classes = result["class_thread_us_per_step"]
   assert classes.get("matmul", 0) > 0 and classes.get("elementwise/other", 0) > 0
   timed, sources = result["op_thread_us_per_step"], result["op_sources"]

@@ -1,6 +1,8 @@
 """Replicated runs (vaejax.replicas): R models in one program equal R single runs."""
 import json
 import shutil
+import subprocess
+import sys
 
 import jax
 import numpy as np
@@ -157,3 +159,27 @@ def test_load_run_picks_a_replica(three_replicas):
   assert checkpoint.params_checksum(run.params) == summary["replicas"][2]["params_checksum"]
   with pytest.raises(vaejax.NotARunError, match="has 3 replica"):
     vaejax.load_run(str(workdir), replica=3)
+
+
+def test_evaluate_script_evaluates_every_replica_or_the_one_asked(three_replicas, tmp_path):
+  workdir, summary = three_replicas
+  evaluate = [sys.executable, str(REPO / "experiments" / "evaluate.py"), "--workdir", str(workdir),
+              "--k", "8", "--chunk", "8", "--subset", "40"]
+  proc = subprocess.run(evaluate + ["--out", str(tmp_path / "all")], capture_output=True,
+                        text=True, timeout=300, cwd=REPO)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  every = json.loads((tmp_path / "all" / "eval.json").read_text())
+  nlls = [json.loads((tmp_path / "all" / f"replica_{r}" / "eval.json").read_text())["test"]["nll"]
+          for r in range(3)]
+  assert [r["test"]["nll"] for r in every["replicas"]] == nlls and len(set(nlls)) == 3
+  assert every["test"]["nll"] == pytest.approx(np.mean(nlls))
+  assert every["test_sd"]["nll"] == pytest.approx(np.std(nlls, ddof=1))
+  assert "mean +- sd" in (tmp_path / "all" / "eval.md").read_text()
+  proc = subprocess.run(evaluate + ["--replica", "1", "--out", str(tmp_path / "one")],
+                        capture_output=True, text=True, timeout=300, cwd=REPO)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  # The same params, data and evaluation key: replica 1 alone gives the same numbers.
+  assert json.loads((tmp_path / "one" / "eval.json").read_text())["test"]["nll"] == nlls[1]
+  proc = subprocess.run(evaluate + ["--replica", "3"], capture_output=True, text=True,
+                        timeout=300, cwd=REPO)
+  assert proc.returncode == 2 and "has 3 replica(s); replica=3 is not one" in proc.stderr
