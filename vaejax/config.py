@@ -28,13 +28,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.validation_split = False  # mnist only: train on train[:50000], also evaluate on the last 10k
   c.train_subset = 0  # 0: the whole split
   c.eval_subset = 0
-  # Model (vaejax.models: vae | cvae).
+  # Model (vaejax.models: vae | cvae | hvae | ladder).
   c.model = "vae"
   c.condition = "label"  # cvae: label | quadrants
   c.observed_quadrants = 1  # cvae with condition=quadrants: 1, 2 or 3 observed quadrants
   c.prior = "standard_normal"  # cvae: standard_normal | learned (a prior network p(z|c))
-  # hvae: units per stochastic layer (bottom first) and the deterministic widths
-  # between layer l and l + 1 (layer 0 is x); Burda et al.'s two-layer model.
+  # hvae, ladder: units per stochastic layer (bottom first) and the deterministic
+  # widths between layer l and l + 1 (layer 0 is x); Burda et al.'s two-layer model.
   c.latent_dims = (100, 50)
   c.layer_hidden = ((200, 200), (100, 100))
   c.architecture = "mlp"
@@ -167,7 +167,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
     raise ConfigError(f"config.model='cvae' with condition='label' needs labelled training "
                       f"data; dataset={config.dataset!r} has no training labels: use "
                       f"dataset='mnist'")
-  if config.model == "hvae":
+  if config.model in ("hvae", "ladder"):
     _check_hvae(config)
   if config.model != "cvae" and config.prior != "standard_normal":
     raise ConfigError(f"config.prior={config.prior!r} applies to model='cvae' only")
@@ -224,8 +224,8 @@ def _check_hvae(config) -> None:
                       f"positive widths per stochastic layer ({len(dims)})")
   hidden = tuple(tuple(h) for h in config.layer_hidden)
   if config.likelihood == "gaussian_learned":
-    raise ConfigError("config.likelihood='gaussian_learned' is not available for model='hvae' "
-                      "(use gaussian_fixed)")
+    raise ConfigError(f"config.likelihood='gaussian_learned' is not available for "
+                      f"model={config.model!r} (use gaussian_fixed)")
   if not dims or any(not isinstance(d, int) or d < 1 for d in dims):
     raise ConfigError(f"config.latent_dims={config.latent_dims!r} must be a non-empty tuple "
                       f"of positive ints (units per stochastic layer, bottom first)")
@@ -233,8 +233,15 @@ def _check_hvae(config) -> None:
     raise ConfigError(f"config.layer_hidden={config.layer_hidden!r} must hold one tuple of "
                       f"positive widths per stochastic layer ({len(dims)})")
   if config.objective == "elbo" and config.analytic_kl:
-    raise ConfigError("config.model='hvae' has no closed-form KL: set analytic_kl=False "
-                      "(the Monte-Carlo KL)")
+    raise ConfigError(f"config.model={config.model!r} has no closed-form KL: set "
+                      f"analytic_kl=False (the Monte-Carlo KL)")
   if config.architecture != "mlp" or config.compute_dtype != "float32":
-    raise ConfigError("config.model='hvae' is an MLP in float32: set architecture='mlp', "
-                      "compute_dtype='float32'")
+    raise ConfigError(f"config.model={config.model!r} is an MLP in float32: set "
+                      f"architecture='mlp', compute_dtype='float32'")
+  if config.model == "ladder" and any(not h for h in hidden):
+    raise ConfigError(f"config.layer_hidden={config.layer_hidden!r}: every ladder rung needs "
+                      f">= 1 deterministic layer (its bottom-up Gaussian is read off it)")
+  if config.model == "ladder" and config.estimator == "rws":
+    raise ConfigError("estimator='rws' does not apply to model='ladder': its wake-phase q "
+                      "update would also move the prior networks the ladder posterior shares "
+                      "(use dreg, the pathwise IWAE or stl)")

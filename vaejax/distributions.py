@@ -55,6 +55,16 @@ class DiagGaussian(NamedTuple):
     """Closed-form KL(self || other), summed over the last axis: [] and >= 0."""
     return jnp.sum(self.kl_per_dim(other), axis=-1)
 
+  def precision_weighted(self, other: "DiagGaussian") -> "DiagGaussian":
+    """The normalised product N(mean_a, var_a) N(mean_b, var_b) / Z: precisions add,
+    var = 1 / (1/var_a + 1/var_b), and the mean is the precision-weighted average,
+    mean = var (mean_a / var_a + mean_b / var_b) (the ladder VAE's merge of a
+    bottom-up and a top-down Gaussian, Sonderby et al. 2016). Computed in log-variance
+    space (logaddexp, sigmoid weights), so no precision overflows."""
+    log_var = -jnp.logaddexp(-self.log_var, -other.log_var)
+    weight = jax.nn.sigmoid(other.log_var - self.log_var)  # var_b / (var_a + var_b)
+    return DiagGaussian(weight * self.mean + (1.0 - weight) * other.mean, log_var)
+
   def kl_to_standard_normal_per_dim(self) -> Array:
     """Closed-form KL(self || N(0, I)) per dimension: [D], each >= 0."""
     per_dim = 0.5 * (jnp.exp(self.log_var) + jnp.square(self.mean) - 1.0 - self.log_var)

@@ -6,20 +6,23 @@
         encoder mean is a deterministic autoencoder's code
   cvae  the conditional VAE (Sohn et al. 2015): class label or observed quadrants
   hvae  stacked Gaussian stochastic layers (Burda et al. 2015's two-layer model)
+  ladder  the ladder VAE (Sonderby et al. 2016): hvae's generative model, top-down
+        inference merging bottom-up and prior Gaussians by precision
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-from vaejax.models import cvae, hvae, vae
+from vaejax.models import cvae, hvae, ladder, vae
 from vaejax.models.base import (GREY_LIKELIHOODS, LIKELIHOODS, Example, LatentVariableModel,
                                 Params, image_of)
 from vaejax.models.vae import ARCHITECTURES, COMPUTE_DTYPES, VAE, make_vae
 
 __all__ = ["ARCHITECTURES", "COMPUTE_DTYPES", "GREY_LIKELIHOODS", "LIKELIHOODS", "MODELS", "VAE",
            "Example", "LatentVariableModel", "Params", "closed_form_kl", "cvae", "hvae", "image_of",
-           "make", "make_vae", "required_keys", "vae"]
-MODELS = ("vae", "cvae", "hvae")
+           "ladder", "make", "make_vae", "required_keys", "vae"]
+MODELS = ("vae", "cvae", "hvae", "ladder")
+HIERARCHICAL = ("hvae", "ladder")  # stacked stochastic layers: latent_dims, layer_hidden
 
 
 def required_keys(config) -> tuple[str, ...]:
@@ -31,7 +34,7 @@ def required_keys(config) -> tuple[str, ...]:
 
 def closed_form_kl(config) -> bool:
   """Whether config.model has a closed-form KL(q(z|x) || p(z)) (a hierarchical VAE does not)."""
-  return config.model != "hvae"
+  return config.model not in HIERARCHICAL
 
 
 def make(config, image_shape: Sequence[int]) -> LatentVariableModel:
@@ -48,9 +51,10 @@ def make(config, image_shape: Sequence[int]) -> LatentVariableModel:
                 compute_dtype=config.compute_dtype)
   if config.model == "vae":
     return make_vae(**common)
-  if config.model == "hvae":
-    return hvae.make_hvae(image_shape=image_shape, latent_dims=config.latent_dims,
-                          hidden=config.layer_hidden, likelihood=config.likelihood,
-                          activation=config.activation, gaussian_scale=config.gaussian_scale)
+  if config.model in HIERARCHICAL:
+    make_layered = hvae.make_hvae if config.model == "hvae" else ladder.make_ladder_vae
+    return make_layered(image_shape=image_shape, latent_dims=config.latent_dims,
+                        hidden=config.layer_hidden, likelihood=config.likelihood,
+                        activation=config.activation, gaussian_scale=config.gaussian_scale)
   return cvae.make_cvae(**common, condition=config.condition,
                         observed_quadrants=config.observed_quadrants, prior=config.prior)

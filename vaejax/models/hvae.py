@@ -129,10 +129,14 @@ class HierarchicalVAE:
     for l, (net, dim) in enumerate(zip(self.encoders, self.latent_dims), start=1):
       encoder[f"layer_{l}"] = net.init(next(keys), below)["params"]
       below = jnp.zeros((dim,), jnp.float32)
+    return {"encoder": encoder, "decoder": self.init_decoder(keys), "likelihood": {}}
+
+  def init_decoder(self, keys) -> Params:
+    """The generative networks' params, drawing keys from the iterator `keys`."""
     decoder = {"x": self.decoder.init(next(keys), jnp.zeros((self.latent_dims[0],)))["params"]}
     for l, net in enumerate(self.priors, start=1):
       decoder[f"layer_{l}"] = net.init(next(keys), jnp.zeros((self.latent_dims[l],)))["params"]
-    return {"encoder": encoder, "decoder": decoder, "likelihood": {}}
+    return decoder
 
   def posterior(self, params: Params, x: Example) -> LayeredPosterior:
     return LayeredPosterior(self, params["encoder"], x)
