@@ -121,6 +121,8 @@ def main():
   p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
   p.add_argument("--no-torch", action="store_true", help="time the vaejax rows only")
   common.add_timing_args(p, repeats=7)
+  p.add_argument("--roofline-gflop", type=float, default=40.0,
+                 help="GFLOP per timed matmul chain of the roofline measurement")
   args = p.parse_args()
   with_torch = not args.no_torch
   if with_torch and not pytorch_reference.available():
@@ -131,7 +133,7 @@ def main():
   bandwidth = bandwidth_gb_per_sec(num_params)
   print(f"guard + Adam alone: {adam_ms:.3f} ms per update; bandwidth {bandwidth:.1f} GB/s "
         f"on {num_params:,}-float arrays", flush=True)
-  peak_before = step_throughput.matmul_peak(jnp.float32)
+  peak_before = step_throughput.matmul_peak(jnp.float32, gflop=args.roofline_gflop)
   records = []
   for batch_size in (int(b) for b in args.batch_sizes.split(",")):
     runs, flops = {}, {}
@@ -156,7 +158,8 @@ def main():
                       "steps_per_dispatch": args.steps_per_dispatch if name.startswith("vaejax") else 1})
     print(f"batch {batch_size}: " + ", ".join(
         f"{r['impl']} {r['examples_per_sec']:,.0f}" for r in records[-len(runs):]), flush=True)
-  peak = max(peak_before, step_throughput.matmul_peak(jnp.float32))
+  peak = max(peak_before,
+             step_throughput.matmul_peak(jnp.float32, gflop=args.roofline_gflop))
   for r in records:
     r["roofline_fraction"] = r["gflops_per_sec"] / peak
   optimizer = {"num_params": num_params, "guard_and_adam_ms": adam_ms,

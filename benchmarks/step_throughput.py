@@ -59,11 +59,12 @@ def cost_flops(compiled) -> float:
   return float(analysis.get("flops", 0.0))
 
 
-def matmul_peak(dtype, sizes=(1024, 2048), repeats=3) -> float:
-  """Best GFLOP/s of a chain of square matmuls (float32 accumulation)."""
+def matmul_peak(dtype, sizes=(1024, 2048), repeats=3, gflop: float = 40.0) -> float:
+  """Best GFLOP/s of a chain of square matmuls (float32 accumulation), each timed
+  chain about `gflop` GFLOP (at least 4 matmuls)."""
   best = 0.0
   for n in sizes:
-    steps = max(4, int(4e10 / (2 * n ** 3)))
+    steps = max(4, int(gflop * 1e9 / (2 * n ** 3)))
     a = jnp.ones((n, n), dtype) / n
 
     @jax.jit
@@ -189,6 +190,8 @@ def main():
   p.add_argument("--compare-torch", action="store_true")
   p.add_argument("--repeats", type=int, default=5)
   p.add_argument("--block-seconds", type=float, default=1.0)
+  p.add_argument("--roofline-gflop", type=float, default=40.0,
+                 help="GFLOP per timed matmul chain of the roofline measurement")
   p.add_argument("--matmul-precision", default="",
                  help="float32 matmuls: 'highest' (true f32) or 'tensorfloat32' (TF32 on GPU, "
                       "torch too); default: each library's own default")
@@ -207,7 +210,7 @@ def main():
       torch.backends.cudnn.allow_tf32 = args.matmul_precision == "tensorfloat32"
   images, source = load_images(args.data_dir)
   dtypes = names(args.dtypes)
-  peak_before = {d: matmul_peak(jnp.dtype(d)) for d in dtypes}
+  peak_before = {d: matmul_peak(jnp.dtype(d), gflop=args.roofline_gflop) for d in dtypes}
   # The torch reference is the float32 single-sample ELBO step: compared only when timed here too.
   comparable = "elbo" in names(args.objectives) and "float32" in dtypes
   torch_impls = list(pytorch_reference.IMPLS) if args.compare_torch and comparable else []
@@ -258,14 +261,15 @@ def main():
       timed.append(record)
     print(f"batch {batch_size}: done", flush=True)
 
-  peak = {d: max(peak_before[d], matmul_peak(jnp.dtype(d))) for d in dtypes}
+  peak = {d: max(peak_before[d], matmul_peak(jnp.dtype(d), gflop=args.roofline_gflop))
+          for d in dtypes}
   for record in timed:
     record["peak_gflops_per_sec"] = peak[record["dtype"]]
     record["roofline_fraction"] = record["gflops_per_sec"] / peak[record["dtype"]]
   evals = []
   if args.eval_k:
-    evals.append(eval_benchmark(images, args.eval_k, args.eval_examples,
-                                peak.get("float32") or matmul_peak(jnp.float32), args.repeats))
+    f32_peak = peak.get("float32") or matmul_peak(jnp.float32, gflop=args.roofline_gflop)
+    evals.append(eval_benchmark(images, args.eval_k, args.eval_examples, f32_peak, args.repeats))
   machine = {"data": source, "matmul_precision": args.matmul_precision or "library defaults",
              "peak_host_rss_gb": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20}
   stats = getattr(jax.devices()[0], "memory_stats", lambda: None)()

@@ -24,7 +24,8 @@ def reference_matmul_flops(batch: int) -> float:
 def test_step_throughput_writes_records_with_flops_and_roofline(tmp_path):
   proc = subprocess.run(
       [sys.executable, SCRIPT, "--batch-sizes", "8", "--steps-per-dispatch", "1,4",
-       "--repeats", "1", "--block-seconds", "0.05", "--eval-k", "20", "--eval-examples", "4",
+       "--repeats", "1", "--block-seconds", "0.05", "--roofline-gflop", "1", "--eval-k", "20",
+       "--eval-examples", "4",
        "--data-dir", str(tmp_path / "no_data"), "--out", str(tmp_path)],
       capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
@@ -91,7 +92,8 @@ def test_profile_step_attributes_op_time_to_source_lines(tmp_path):
 def test_step_bounds_times_the_step_and_its_gradient_alone(tmp_path):
   proc = subprocess.run(
       [sys.executable, str(REPO / "benchmarks" / "step_bounds.py"), "--batch-sizes", "8",
-       "--no-torch", "--repeats", "1", "--block-seconds", "0.05", "--steps-per-dispatch", "4",
+       "--no-torch", "--repeats", "1", "--block-seconds", "0.05", "--roofline-gflop", "1",
+       "--steps-per-dispatch", "4",
        "--out", str(tmp_path)],
       capture_output=True, text=True, timeout=600)
   assert proc.returncode == 0, proc.stderr[-3000:]
