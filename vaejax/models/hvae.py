@@ -28,9 +28,21 @@ from vaejax import distributions, nets
 from vaejax.models.base import LIKELIHOODS, Example, Params, image_of, log_density, mean_of
 
 
+class ModelPytree:
+  """A dataclass whose first field, `model`, is static and whose other fields are
+  the pytree's children (register subclasses with register_pytree_node_class)."""
+
+  def tree_flatten(self):
+    return tuple(getattr(self, f.name) for f in dataclasses.fields(self)[1:]), self.model
+
+  @classmethod
+  def tree_unflatten(cls, model, children):
+    return cls(model, *children)
+
+
 @jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True)
-class LayeredPosterior:
+class LayeredPosterior(ModelPytree):
   """q(z1|x) q(z2|z1) ... q(zL|z_{L-1}) of one example.
 
   A pytree whose leaves are the encoder params and the example (the model is
@@ -41,13 +53,6 @@ class LayeredPosterior:
   model: "HierarchicalVAE"
   params: Params  # the encoder's params
   x: Example
-
-  def tree_flatten(self):
-    return (self.params, self.x), self.model
-
-  @classmethod
-  def tree_unflatten(cls, model, children):
-    return cls(model, *children)
 
   def _layer(self, l: int, below: jax.Array) -> distributions.DiagGaussian:
     """q(z_l | z_{l-1}) (l = 1: q(z1|x)), l = 1..L."""
@@ -179,17 +184,10 @@ class HierarchicalVAE:
 
 @jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True)
-class LayeredPrior:
+class LayeredPrior(ModelPytree):
   """p(zL) p(z_{L-1}|zL) ... p(z1|z2): sample top-down, log_prob of z [latent_dim]."""
   model: HierarchicalVAE
   params: Params  # the decoder's params
-
-  def tree_flatten(self):
-    return (self.params,), self.model
-
-  @classmethod
-  def tree_unflatten(cls, model, children):
-    return cls(model, *children)
 
   def _layer(self, l: int, above: jax.Array) -> distributions.DiagGaussian:
     mean, log_var = self.model.priors[l - 1].apply({"params": self.params[f"layer_{l}"]}, above)

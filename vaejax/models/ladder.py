@@ -58,18 +58,11 @@ class LadderUp(nn.Module):
 
 @jax.tree_util.register_pytree_node_class
 @dataclasses.dataclass(frozen=True)
-class LadderPosterior:
+class LadderPosterior(hvae.ModelPytree):
   """q(zL | x) q(z_{L-1} | zL, x) ... q(z1 | z2, x) of one example (module docstring)."""
   model: "LadderVAE"
   params: Params  # {"encoder": ..., "decoder": ...}: q uses the prior networks too
   x: Example
-
-  def tree_flatten(self):
-    return (self.params, self.x), self.model
-
-  @classmethod
-  def tree_unflatten(cls, model, children):
-    return cls(model, *children)
 
   def bottom_up(self) -> list[distributions.DiagGaussian]:
     """N(mu_hat_l, var_hat_l) for l = 1..L (bottom first), from the deterministic pass."""
