@@ -98,7 +98,8 @@ class LadderPosterior(hvae.ModelPytree):
   def layer_log_probs(self, z: jax.Array) -> jax.Array:
     """log q(z_l | z_{l+1}, x) for each layer l, bottom first: [L]."""
     up, parts = self.bottom_up(), self.model.split(z)
-    return jnp.stack([self._layer(up, l, parts[l] if l < len(parts) else None).log_prob(parts[l - 1])
+    above = lambda l: parts[l] if l < len(parts) else None  # noqa: E731  (z_{l+1})
+    return jnp.stack([self._layer(up, l, above(l)).log_prob(parts[l - 1])
                       for l in range(1, len(parts) + 1)])
 
   def log_prob(self, z: jax.Array) -> jax.Array:
