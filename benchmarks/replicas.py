@@ -29,7 +29,7 @@ import common  # noqa: E402
 import step_throughput  # noqa: E402
 
 
-class ReplicaCase:
+class ReplicaCase(step_throughput.ChunkCase):
   """R replicas (R = 1: the single-model runner) of one config, compiled."""
 
   def __init__(self, config, images, num_replicas: int):
@@ -58,18 +58,6 @@ class ReplicaCase:
                                             np.int32(1)).compile()
     self.steps_per_epoch = len(images) // config.batch_size
     self.position = 0
-
-  def run(self, num_steps: int, steps_per_dispatch: int = 100) -> None:
-    done = 0
-    while done < num_steps:
-      n = min(steps_per_dispatch, num_steps - done)
-      if self.position + n > self.steps_per_epoch:
-        self.position = 0
-      self.state, _ = self.compiled(self.state, self.data, self.perm, np.int32(self.position),
-                                    np.int32(n))
-      self.position += n
-      done += n
-    jax.block_until_ready(self.state)
 
 
 def main():

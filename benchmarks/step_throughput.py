@@ -87,7 +87,24 @@ def build_config(model: str, objective: str, batch_size: int, dtype: str, mode: 
   return config
 
 
-class VaejaxCase:
+class ChunkCase:
+  """A compiled chunk runner (`compiled`, `state`, `data`, `perm`, `steps_per_epoch`,
+  `position` set by the subclass) stepped through its epoch, wrapping around."""
+
+  def run(self, num_steps: int, steps_per_dispatch: int = 100) -> None:
+    done = 0
+    while done < num_steps:
+      n = min(steps_per_dispatch, num_steps - done)
+      if self.position + n > self.steps_per_epoch:
+        self.position = 0
+      self.state, _ = self.compiled(self.state, self.data, self.perm, np.int32(self.position),
+                                    np.int32(n))
+      self.position += n
+      done += n
+    jax.block_until_ready(self.state)
+
+
+class VaejaxCase(ChunkCase):
   """The compiled chunk runner of one configuration, ready to time."""
 
   def __init__(self, config, images: np.ndarray):
@@ -117,18 +134,6 @@ class VaejaxCase:
     batch = jnp.asarray(images[:config.batch_size])
     self.flops_per_step = cost_flops(jax.jit(step).lower(host_state, batch).compile())
     self.position = 0
-
-  def run(self, num_steps: int, steps_per_dispatch: int) -> None:
-    done = 0
-    while done < num_steps:
-      n = min(steps_per_dispatch, num_steps - done)
-      if self.position + n > self.steps_per_epoch:
-        self.position = 0
-      self.state, _ = self.compiled(self.state, self.data, self.perm, np.int32(self.position),
-                                    np.int32(n))
-      self.position += n
-      done += n
-    jax.block_until_ready(self.state)
 
 
 def calibrate(run, block_seconds: float, start: int = 4) -> int:
