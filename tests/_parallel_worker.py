@@ -3,7 +3,8 @@
   python _parallel_worker.py MODE STEPS OUT.npz [COORDINATOR NUM_PROCESSES PROCESS_ID]
 
 Trains a small VAE (or, with VAEJAX_WORKER_MODEL=cvae, a class-conditioned CVAE
-with a learned prior on labelled batches) for STEPS steps (two chunks) on fixed
+with a learned prior on labelled batches; with =vqvae, a VQ-VAE whose EMA codebook
+and restarts are a state group updated from the global batch) for STEPS steps (two chunks) on fixed
 synthetic data with the given parallel mode and writes the final params
 (flattened) and metric sums.
 """
@@ -21,16 +22,21 @@ if len(sys.argv) > 4:
   parallel.initialize_distributed(sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
 
 conditional = os.environ.get("VAEJAX_WORKER_MODEL") == "cvae"
-if conditional:
+estimator = estimators.make_estimator("iwae", num_samples=3)
+if os.environ.get("VAEJAX_WORKER_MODEL") == "vqvae":
+  model = models.vqvae.make_vqvae(image_shape=(8, 8, 1), features=(4, 8), num_codes=16,
+                                  code_dim=4, codebook_update="ema", restart_after=2)
+  estimator = estimators.make_estimator("vq", "straight_through")
+elif conditional:
   model = models.cvae.make_cvae(architecture="mlp", image_shape=(8, 8, 1), latent_dim=4,
                                 hidden=(32,), condition="label", prior="learned")
 else:
   model = models.make_vae(architecture="mlp", image_shape=(8, 8, 1), latent_dim=4, hidden=(32,))
 optimizer = optax.adam(1e-2)
 runner = parallel.make_runner(
-    mode, loss_fn=objectives.make_batch_loss(model, estimators.make_estimator("iwae", num_samples=3).per_example),
+    mode, loss_fn=objectives.make_batch_loss(model, estimator.per_example),
     optimizer=optimizer, preprocess=training.make_preprocess(255, True), batch_size=32,
-    max_consecutive_skips=5)
+    max_consecutive_skips=5, update_state=getattr(model, "update_state", None))
 images = np.asarray(jax.random.randint(jax.random.PRNGKey(0), (512, 8, 8, 1), 0, 256), np.uint8)
 state = training.create_train_state(model.init(jax.random.PRNGKey(1)), optimizer,
                                     key=jax.random.PRNGKey(2))

@@ -86,6 +86,21 @@ def test_cvae_on_eight_devices_matches_one_device(single_device_cvae, tmp_path):
   assert prior and all(not np.allclose(single_device_cvae[k], v) for k, v in prior.items())
 
 
+def test_vqvae_ema_codebook_on_eight_devices_matches_one_device(tmp_path):
+  """The EMA statistics come from the global batch (gathered over devices), so the
+  codebook state, restarts included, is the single device's."""
+  procs = {mode: _worker(mode, tmp_path / f"{mode}.npz", model="vqvae")
+           for mode in ("none", "pmap", "sharding")}
+  for proc in procs.values():
+    _finish(proc)
+  single = _params(tmp_path / "none.npz")
+  assert float(single["metric/restarts"]) > 0  # restarts happened in the compared steps
+  for mode in ("pmap", "sharding"):
+    result = _params(tmp_path / f"{mode}.npz")
+    assert int(result["devices"]) == 8 and int(result["step"]) == 10
+    _assert_same(result, single)
+
+
 @pytest.mark.parametrize("mode", ["pmap", "sharding"])
 def test_eight_devices_match_one_device(mode, single_device, tmp_path):
   out = tmp_path / f"{mode}.npz"

@@ -21,6 +21,8 @@ def build_model(config, image_shape) -> models.LatentVariableModel:
 
 def build_estimator(config, *, for_eval: bool = False) -> estimators.Estimator:
   if for_eval:  # test metrics: the plain ELBO (and IWAE-K when trained on it), beta = 1
+    if config.objective in estimators.OWN_OBJECTIVES:
+      return estimators.make_estimator(config.objective, config.estimator)
     if config.objective in ("iwae", "ae"):  # an AE has no posterior variance: recon only
       return estimators.make_estimator(config.objective, num_samples=config.num_samples)
     return estimators.make_estimator("elbo", analytic_kl=models.closed_form_kl(config))
@@ -124,6 +126,8 @@ def build_evaluator(config, model, eval_sets: dict[str, data.Dataset], *, key: j
           batch_size=min(config.eval_batch_size, len(eval_sets[split])))
       metrics = {k: float(v) for k, v in jax.device_get(metrics).items()}  # host sync: logging
       metrics.pop("loss", None)
+      if final and hasattr(model, "dataset_metrics"):  # e.g. codebook use over the split
+        metrics.update(model.dataset_metrics(params, split_examples))
       if final and config.eval_importance_samples:
         metrics.update(importance_nll(config, model, params, split_examples,
                                       key=jax.random.fold_in(key, 1)))

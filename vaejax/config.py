@@ -28,7 +28,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.validation_split = False  # mnist only: train on train[:50000], also evaluate on the last 10k
   c.train_subset = 0  # 0: the whole split
   c.eval_subset = 0
-  # Model (vaejax.models: vae | cvae | hvae | ladder).
+  # Model (vaejax.models: vae | cvae | hvae | ladder | vqvae).
   c.model = "vae"
   c.condition = "label"  # cvae: label | quadrants
   c.observed_quadrants = 1  # cvae with condition=quadrants: 1, 2 or 3 observed quadrants
@@ -37,6 +37,15 @@ def base_config() -> ml_collections.ConfigDict:
   # widths between layer l and l + 1 (layer 0 is x); Burda et al.'s two-layer model.
   c.latent_dims = (100, 50)
   c.layer_hidden = ((200, 200), (100, 100))
+  # vqvae (objective='vq'): K codes of dimension D on an H/4 x W/4 grid; hidden holds
+  # its two conv widths. codebook_update: loss | ema (decay ema_decay); a code unused by
+  # restart_after_steps batches in a row restarts at a random encoder output (0: off).
+  c.num_codes = 512
+  c.code_dim = 16
+  c.commitment_cost = 0.25
+  c.codebook_update = "loss"
+  c.ema_decay = 0.99
+  c.restart_after_steps = 0
   c.architecture = "mlp"
   c.hidden = (500,)
   c.latent_dim = 20
@@ -169,6 +178,14 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
                       f"dataset='mnist'")
   if config.model in ("hvae", "ladder"):
     _check_hvae(config)
+  if (config.model == "vqvae") != (config.objective == "vq"):
+    raise ConfigError(f"config.model={config.model!r} with objective={config.objective!r}: the "
+                      f"VQ-VAE trains on its own objective; use model='vqvae' with objective='vq'")
+  if config.model == "vqvae":
+    _check_vqvae(config, hidden)
+  elif any(config[k] != base_config()[k] for k in VQ_KEYS):
+    changed = [k for k in VQ_KEYS if config[k] != base_config()[k]]
+    raise ConfigError(f"config.{changed[0]} applies to model='vqvae' only")
   if config.model != "cvae" and config.prior != "standard_normal":
     raise ConfigError(f"config.prior={config.prior!r} applies to model='cvae' only")
   kl_keys = ("kl_warmup_steps", "free_bits", "capacity_max", "capacity_steps", "capacity_gamma")
@@ -215,6 +232,35 @@ def _check_replicas(config, num_devices: int) -> None:
     except ConfigError as e:
       which = ", ".join(f"{k}={v[r]:g}" for k, v in sweep.items())
       raise ConfigError(f"replica {r}{' (' + which + ')' if which else ''}: {e}") from None
+
+
+VQ_KEYS = ("num_codes", "code_dim", "commitment_cost", "codebook_update", "ema_decay",
+           "restart_after_steps")
+
+
+def _check_vqvae(config, hidden) -> None:
+  from vaejax.models import vqvae
+  _choice(config, "codebook_update", vqvae.CODEBOOK_UPDATES)
+  _choice(config, "likelihood", vqvae.LIKELIHOODS)
+  for key in ("num_codes", "code_dim"):
+    _at_least(config, key, 1)
+  _at_least(config, "restart_after_steps", 0)
+  if not config.commitment_cost >= 0:
+    raise ConfigError(f"config.commitment_cost={config.commitment_cost!r} must be >= 0")
+  if not 0 < config.ema_decay < 1:
+    raise ConfigError(f"config.ema_decay={config.ema_decay!r} must be in (0, 1)")
+  if config.restart_after_steps and config.codebook_update != "ema":
+    raise ConfigError("config.restart_after_steps needs codebook_update='ema' (restarts reset "
+                      "the EMA statistics)")
+  if len(hidden) != 2:
+    raise ConfigError(f"config.hidden={config.hidden!r}: model='vqvae' takes two conv widths, "
+                      f"one per 2x downsampling to the code grid")
+  if config.eval_importance_samples:
+    raise ConfigError("config.eval_importance_samples: the VQ-VAE's posterior is a point mass; "
+                      "its bound is test neg_elbo")
+  if config.compute_dtype != "float32" or config.architecture != "conv":
+    raise ConfigError("config.model='vqvae' is convolutional in float32: set "
+                      "architecture='conv', compute_dtype='float32'")
 
 
 def _check_hvae(config) -> None:

@@ -75,6 +75,40 @@ class DiagGaussian(NamedTuple):
     return jnp.sum(self.kl_to_standard_normal_per_dim(), axis=-1)
 
 
+class Categorical(NamedTuple):
+  """Independent categoricals at P positions. `logits`: [P, K] (unnormalised)."""
+
+  logits: Array
+
+  def sample(self, *, key: Array) -> Array:
+    """One class per position: [P] int32."""
+    return jax.random.categorical(key, self.logits, axis=-1).astype(jnp.int32)
+
+  def log_prob(self, z: Array) -> Array:
+    """sum_p log softmax(logits_p)[z_p] for z [P] int: []."""
+    log_p = jax.nn.log_softmax(self.logits, axis=-1)
+    return jnp.sum(jnp.take_along_axis(log_p, z[:, None].astype(jnp.int32), axis=-1))
+
+
+class PointMass(NamedTuple):
+  """q(z|x) = delta(z - value), a deterministic posterior (the VQ-VAE's nearest
+  codes). `value`: [P]."""
+
+  value: Array
+
+  @property
+  def mean(self) -> Array:
+    return self.value
+
+  def sample(self, *, key: Array) -> Array:
+    del key  # no randomness: every draw is the value
+    return self.value
+
+  def log_prob(self, z: Array) -> Array:
+    """0 at the value, -inf elsewhere (a probability mass): []."""
+    return jnp.where(jnp.all(z == self.value), 0.0, -jnp.inf).astype(jnp.float32)
+
+
 def standard_normal(latent_dim: int, dtype=jnp.float32) -> DiagGaussian:
   """N(0, I) in `latent_dim` dimensions, the usual prior p(z)."""
   zeros = jnp.zeros((latent_dim,), dtype)

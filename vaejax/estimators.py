@@ -18,6 +18,9 @@ one by (objective, estimator) name and closes over the static settings.
   iwae       rws             reweighted wake-sleep: IWAE decoder gradient, wake-phase encoder
                              gradient (Bornschein & Bengio 2015); not the gradient of one objective
   ae         pathwise        the deterministic autoencoder's log p(x | z = encoder mean)
+  vq         straight_through  the VQ-VAE's own objective (van den Oord et al. 2017):
+                             `model.objective`, a family that writes its objective itself
+                             (models.base, objective tier)
 
 Baselines live in params["baseline"]; a moving average is a scalar fitted by
 `make_optimizer` with SGD at rate 1 - decay on 0.5 (b - signal)^2, which is
@@ -40,7 +43,10 @@ OBJECTIVE_ESTIMATORS = {
     "elbo": ("pathwise", "stl", "score_function"),
     "iwae": ("pathwise", "stl", "dreg", "vimco", "rws"),
     "ae": ("pathwise",),
+    "vq": ("straight_through",),
 }
+# Objectives a model family defines itself (model.objective); the estimator is part of it.
+OWN_OBJECTIVES = ("vq",)
 BASELINES = ("none", "moving_average", "learned")
 sg = jax.lax.stop_gradient
 
@@ -199,7 +205,10 @@ def make_estimator(objective: str = "elbo", estimator: str = "pathwise", *, beta
       return {"baseline": BaselineNet().init(key, jnp.zeros(model.image_shape))["params"]}
     return {}
 
-  per_example = {"elbo": elbo, "iwae": iwae, "ae": ae}[objective]
+  def own(model, params, x, *, key, step=0):
+    return model.objective(params, x, key=key, step=step)
+
+  per_example = {"elbo": elbo, "iwae": iwae, "ae": ae, "vq": own}[objective]
   return Estimator(name, per_example, init_params, baseline, baseline_decay)
 
 

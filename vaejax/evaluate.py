@@ -16,8 +16,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaejax.models import LatentVariableModel, Params
-from vaejax.objectives import (Metrics, PerExampleObjective, batch_size_of, example_keys,
-                               has_closed_form_kl, log_terms)
+from vaejax.objectives import (STATS, Metrics, PerExampleObjective, batch_size_of,
+                               example_keys, has_closed_form_kl, log_terms)
 
 
 @functools.partial(jax.jit, static_argnames=("model", "objective", "batch_size"))
@@ -37,6 +37,7 @@ def evaluate_dataset(model: LatentVariableModel, objective: PerExampleObjective,
   def chunk_metrics(args):
     xs, ks = args
     _, m = jax.vmap(lambda x, k: objective(model, params, x, key=k))(xs, ks)
+    m.pop(STATS, None)  # a model's training statistics, not metrics
     return m
 
   per_example = jax.lax.map(chunk_metrics, (chunks, keys))

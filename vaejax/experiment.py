@@ -91,7 +91,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
           optimizer=optimizer, replicas=_replica_spec(config, model, steps_per_epoch),
           preprocess=training.make_preprocess(train_set.max_value, config.dynamic_binarization),
           batch_size=config.batch_size, max_consecutive_skips=config.max_consecutive_skips,
-          num_devices=config.num_devices)
+          num_devices=config.num_devices, update_state=getattr(model, "update_state", None))
       state, timing, records = _train(config, runner, state, train_set, keys, ckpt, run_config,
                                       workdir, primary, log, writer, evaluator)
     finally:

@@ -19,6 +19,7 @@ import jax.numpy as jnp
 
 from vaejax import distributions
 from vaejax.models import LatentVariableModel, Params
+from vaejax.models.base import STATS
 
 Metrics = dict[str, jax.Array]
 PerExampleObjective = Callable[..., tuple[jax.Array, Metrics]]
@@ -184,7 +185,8 @@ def make_batch_loss(model: LatentVariableModel, per_example: PerExampleObjective
   [B, H, W, C] float in [0, 1], or {"image": ..., "label": [B]}). The estimator
   is vmapped over examples; the mean over the batch is the one reduction.
   metrics["loss"] is minus the objective itself, whatever the surrogate.
-  `step` drives KL schedules (warm-up, capacity).
+  `step` drives KL schedules (warm-up, capacity). Statistics under STATS stay
+  per example ([B, ...]): the model's update_state reduces them.
   """
   def one(params, x, key, step):
     return per_example(model, params, x, key=key, step=step)
@@ -192,6 +194,10 @@ def make_batch_loss(model: LatentVariableModel, per_example: PerExampleObjective
   def loss(params: Params, batch, *, key: jax.Array, example_offset=0, step=0):
     keys = example_keys(key, batch_size_of(batch), example_offset)
     surrogate, metrics = jax.vmap(one, in_axes=(None, 0, 0, None))(params, batch, keys, step)
-    return -jnp.mean(surrogate), jax.tree_util.tree_map(jnp.mean, metrics)
+    stats = metrics.pop(STATS, None)
+    metrics = jax.tree_util.tree_map(jnp.mean, metrics)
+    if stats is not None:
+      metrics[STATS] = stats
+    return -jnp.mean(surrogate), metrics
 
   return loss

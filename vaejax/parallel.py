@@ -106,13 +106,14 @@ class Replicas:
 
 def make_runner(mode: str, *, loss_fn=None, optimizer=None, preprocess, batch_size: int,
                 max_consecutive_skips: Optional[int] = None, num_devices: int = 0,
-                replicas: Optional[Replicas] = None) -> Runner:
+                replicas: Optional[Replicas] = None, update_state=None) -> Runner:
   """Builds the chunk runner of `mode` for a global batch of `batch_size`.
 
   With `replicas`, the state, the permutation and the metrics carry a leading
   replica axis (training.replicate_train_step); pmap splits each replica's
   batch over the devices as for one model, sharding splits the REPLICAS over
   the devices (each device trains R / n whole models; R % n == 0).
+  update_state: the model's non-gradient state update (training.make_train_step).
   """
   if mode not in MODES:
     raise ValueError(f"unknown parallel mode {mode!r}; valid: {list(MODES)}")
@@ -125,9 +126,10 @@ def make_runner(mode: str, *, loss_fn=None, optimizer=None, preprocess, batch_si
 
   def make_step(axis_name=None):
     if replicas is None:
-      return training.make_train_step(loss_fn, optimizer, preprocess, axis_name=axis_name)
+      return training.make_train_step(loss_fn, optimizer, preprocess, axis_name=axis_name,
+                                      update_state=update_state)
     one = lambda hp: training.make_train_step(*replicas.build(hp), preprocess,  # noqa: E731
-                                              axis_name=axis_name)
+                                              axis_name=axis_name, update_state=update_state)
     hyperparams = {k: jnp.asarray(v) for k, v in replicas.hyperparams.items()}
     return training.replicate_train_step(one, hyperparams,
                                          max_consecutive_skips=max_consecutive_skips)

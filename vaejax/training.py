@@ -15,10 +15,13 @@ import jax.numpy as jnp
 import optax
 
 from vaejax import optim
+from vaejax.models.base import STATS, UpdateState
 from vaejax.objectives import example_keys
 
 Params = Any
 LossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
+# fold_in(step key, 2) keys a model's state update; split(step key) keys noise and binarisation.
+STATE_KEY_PURPOSE = 2
 
 
 @flax.struct.dataclass
@@ -98,7 +101,7 @@ def make_gradient(loss_fn: LossFn, preprocess):
 
 
 def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, preprocess,
-                    *, axis_name: str | None = None):
+                    *, axis_name: str | None = None, update_state: UpdateState | None = None):
   """Returns train_step(state, batch, example_offset=0, active=None) -> (state, metrics).
 
   batch: the raw examples this device sees (uint8 images, or a pytree of
@@ -112,13 +115,31 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, pr
 
   active: [] bool or None. False leaves the state as it is (step counter
   included) and counts no skip: a stopped replica of a replicated run.
+
+  update_state: a model's non-gradient update (`models.base.UpdateState`, e.g.
+  the VQ-VAE's EMA codebook). The loss's metrics then carry per-example
+  statistics under objectives.STATS ([B, ...] leaves, not averaged); they are
+  gathered over `axis_name` into the global batch, in the single-device
+  order, so every device computes the same update. update_state(params, stats,
+  key=, step=) -> (new values of some top-level param groups, batch-level
+  metrics) runs on the pre-step params and is applied when the step is.
   """
   gradient = make_gradient(loss_fn, preprocess)
 
   def train_step(state: TrainState, batch, example_offset=0, active=None):
     (loss, metrics), grads = gradient(state, batch, example_offset)
+    metrics = dict(metrics)
+    stats = metrics.pop(STATS, None)
     if axis_name is not None:
       grads, metrics = jax.lax.pmean((grads, metrics), axis_name)
+      if stats is not None:
+        stats = jax.lax.all_gather(stats, axis_name, tiled=True)
+    state_updates = {}
+    if update_state is not None:
+      state_key = jax.random.fold_in(jax.random.fold_in(state.key, state.step), STATE_KEY_PURPOSE)
+      state_updates, batch_metrics = update_state(state.params, stats, key=state_key,
+                                                  step=state.step)
+      metrics.update(batch_metrics)
     safe = _safe_to_apply((metrics["loss"], grads))
     ok = safe if active is None else safe & active
     if isinstance(optimizer, optim.SkippableTransformation):
@@ -133,6 +154,10 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, pr
       keep_if_ok = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
       params = jax.tree_util.tree_map(keep_if_ok, new_params, state.params)
       opt_state = jax.tree_util.tree_map(keep_if_ok, new_opt_state, state.opt_state)
+    if state_updates:
+      keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
+      params = {**params, **{name: jax.tree_util.tree_map(keep, new, state.params[name])
+                             for name, new in state_updates.items()}}
     skipped = 1 - safe.astype(jnp.int32)
     if active is None:
       advanced, consecutive = 1, (state.skipped_consecutive + 1) * skipped

@@ -8,20 +8,22 @@
   hvae  stacked Gaussian stochastic layers (Burda et al. 2015's two-layer model)
   ladder  the ladder VAE (Sonderby et al. 2016): hvae's generative model, top-down
         inference merging bottom-up and prior Gaussians by precision
+  vqvae the VQ-VAE (van den Oord et al. 2017): a grid of discrete codes, its own
+        objective (config.objective='vq'), codebook by loss or EMA (a state group)
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-from vaejax.models import cvae, hvae, ladder, vae
-from vaejax.models.base import (GREY_LIKELIHOODS, LIKELIHOODS, Example, LatentVariableModel,
-                                Params, image_of)
+from vaejax.models import cvae, hvae, ladder, vae, vqvae
+from vaejax.models.base import (GREY_LIKELIHOODS, LIKELIHOODS, STATS, Example,
+                                LatentVariableModel, Params, image_of)
 from vaejax.models.vae import ARCHITECTURES, COMPUTE_DTYPES, VAE, make_vae
 
-__all__ = ["ARCHITECTURES", "COMPUTE_DTYPES", "GREY_LIKELIHOODS", "LIKELIHOODS", "MODELS", "VAE",
+__all__ = ["ARCHITECTURES", "COMPUTE_DTYPES", "GREY_LIKELIHOODS", "LIKELIHOODS", "MODELS", "STATS", "VAE",
            "Example", "LatentVariableModel", "Params", "closed_form_kl", "cvae", "hvae", "image_of",
-           "ladder", "make", "make_vae", "required_keys", "vae"]
-MODELS = ("vae", "cvae", "hvae", "ladder")
+           "ladder", "make", "make_vae", "required_keys", "vae", "vqvae"]
+MODELS = ("vae", "cvae", "hvae", "ladder", "vqvae")
 HIERARCHICAL = ("hvae", "ladder")  # stacked stochastic layers: latent_dims, layer_hidden
 
 
@@ -34,7 +36,7 @@ def required_keys(config) -> tuple[str, ...]:
 
 def closed_form_kl(config) -> bool:
   """Whether config.model has a closed-form KL(q(z|x) || p(z)) (a hierarchical VAE does not)."""
-  return config.model not in HIERARCHICAL
+  return config.model not in HIERARCHICAL + ("vqvae",)
 
 
 def make(config, image_shape: Sequence[int]) -> LatentVariableModel:
@@ -51,6 +53,13 @@ def make(config, image_shape: Sequence[int]) -> LatentVariableModel:
                 compute_dtype=config.compute_dtype)
   if config.model == "vae":
     return make_vae(**common)
+  if config.model == "vqvae":
+    return vqvae.make_vqvae(
+        image_shape=image_shape, features=hidden, num_codes=config.num_codes,
+        code_dim=config.code_dim, likelihood=config.likelihood,
+        gaussian_scale=config.gaussian_scale, commitment_cost=config.commitment_cost,
+        codebook_update=config.codebook_update, ema_decay=config.ema_decay,
+        restart_after=config.restart_after_steps)
   if config.model in HIERARCHICAL:
     make_layered = hvae.make_hvae if config.model == "hvae" else ladder.make_ladder_vae
     return make_layered(image_shape=image_shape, latent_dims=config.latent_dims,

@@ -20,6 +20,31 @@ latent z is an array [latent_dim]. Estimators, evaluation and pictures use only:
                                           hierarchical q): the bounds use the
                                           Monte-Carlo KL; True when absent
 
+A family whose training objective is not a bound over q (the VQ-VAE) adds the
+objective tier (see ../shared/design/model-protocol.md):
+
+  objective(params, x, *, key, step) -> (surrogate, metrics)
+                                          its own per-example objective, used by
+                                          the estimator of the same name
+                                          (`estimators.OWN_OBJECTIVES`); metrics
+                                          may hold per-example statistics under
+                                          objectives.STATS for update_state
+  update_state(params, stats, *, key, step) -> (updates, batch_metrics)
+                                          the non-gradient update of its state
+                                          groups from the global batch's stats
+                                          ([B, ...] leaves): {group: new value}
+                                          for some top-level params keys, and
+                                          batch-level metrics ({name: []})
+  state_groups: tuple[str, ...]           those params keys; they enter the
+                                          objective only under stop_gradient, so
+                                          their gradient, hence their Adam update,
+                                          is exactly zero
+  dataset_metrics(params, examples) -> {name: []}  metrics over a whole split
+                                          (codebook usage), added to evaluation
+
+State groups live in params so that checkpoints, replicas, parallel copies,
+evaluation and pictures carry them with no extra code.
+
 STL and DReG evaluate log q at stopped variational parameters with
 `tree_map(stop_gradient, q)`. For one Gaussian layer, stopping the mean and
 log-variance is the same thing. A hierarchical q (`hvae.LayeredPosterior`)
@@ -37,6 +62,9 @@ import jax.numpy as jnp
 
 from vaejax import distributions
 
+# The metrics key of per-example statistics for a model's update_state: kept per
+# example by objectives.make_batch_loss, gathered by the train step, dropped by evaluation.
+STATS = "stats"
 Params = Any
 Example = Any  # an image [H, W, C] or a dict with "image" (and "label", ...)
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "bernoulli_grey", "gaussian_fixed",
@@ -44,6 +72,11 @@ LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "bernoulli_grey", "gaussian_
 # Likelihoods that are normalised densities for grey-level (non-binary) pixels in [0, 1].
 # "bernoulli_grey" is BCE on grey values: not a log-likelihood, reported as such.
 GREY_LIKELIHOODS = ("continuous_bernoulli", "bernoulli_grey", "gaussian_fixed", "gaussian_learned")
+
+
+class UpdateState(Protocol):
+  def __call__(self, params: Params, stats: Any, *, key: jax.Array,
+               step: jax.Array) -> tuple[dict[str, Any], dict[str, jax.Array]]: ...
 
 
 class LatentVariableModel(Protocol):

@@ -1,0 +1,199 @@
+"""The VQ-VAE: quantisation, straight-through and codebook gradients, the EMA
+codebook and restarts by value, and a run through checkpoint and resume."""
+import math
+import shutil
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import pytest
+
+from vaejax import config as config_lib, estimators, experiment, objectives, training
+from vaejax.models import STATS, vqvae
+
+from conftest import REPO
+
+SHAPE = (8, 8, 1)  # a 2 x 2 code grid
+
+
+def _model(**kw):
+  settings = dict(image_shape=SHAPE, features=(4, 8), num_codes=6, code_dim=3)
+  return vqvae.make_vqvae(**{**settings, **kw})
+
+
+def _image(seed=0):
+  return (jax.random.uniform(jax.random.PRNGKey(seed), SHAPE) > 0.5).astype(jnp.float32)
+
+
+def test_quantisation_picks_the_nearest_code():
+  z_e = jax.random.normal(jax.random.PRNGKey(0), (50, 3))
+  embedding = jax.random.normal(jax.random.PRNGKey(1), (7, 3))
+  distances = np.sum((np.asarray(z_e)[:, None, :] - np.asarray(embedding)[None]) ** 2, -1)
+  np.testing.assert_array_equal(vqvae.nearest_codes(z_e, embedding), distances.argmin(-1))
+
+
+def _flat(tree):
+  return np.concatenate([np.ravel(x) for x in jax.tree_util.tree_leaves(tree)])
+
+
+def _loss_grad(model, params, x):
+  return jax.jit(jax.grad(lambda p: -model.objective(p, x, key=None)[0]))(params)
+
+
+def _encoder_pullback(model, params, x, cotangent):
+  """J_enc^T cotangent for z_e = encode(params, x): the encoder params' pytree."""
+  def pull(enc, cot):
+    return jax.vjp(lambda e: model.encode({**params, "encoder": e}, x), enc)[1](cot)[0]
+  return jax.jit(pull)(params["encoder"], cotangent)
+
+
+def _recon_grad_at(model, params, x, z_q):
+  """dL/dz at z = z_q and the decoder's gradient, L = -log p(x | z_q)."""
+  def recon(decoder, z):
+    return -model._log_density({**params, "decoder": decoder}, x, z)
+  return jax.jit(jax.grad(recon, argnums=(0, 1)))(params["decoder"], z_q)
+
+
+def test_straight_through_gradient_is_the_decoder_gradient_at_z_q_passed_to_the_encoder():
+  """With no commitment term and the EMA (no codebook term), the encoder's gradient is
+  J_enc^T dL/dz evaluated at z = z_q: the quantisation is skipped on the way back."""
+  model = _model(commitment_cost=0.0, codebook_update="ema")
+  params, x = model.init(jax.random.PRNGKey(2)), _image()
+  grads = _loss_grad(model, params, x)
+  z_e = model.encode(params, x)
+  z_q = model.embedding(params)[model.posterior(params, x).mean]
+  assert not np.allclose(z_e, z_q)  # the two points differ, so the test can fail
+  _, dloss_dz = _recon_grad_at(model, params, x, z_q)
+  np.testing.assert_allclose(_flat(grads["encoder"]),
+                             _flat(_encoder_pullback(model, params, x, dloss_dz)), rtol=1e-5,
+                             atol=1e-6)
+  np.testing.assert_allclose(_flat(grads["codebook"]), 0.0)  # the EMA's state: no gradient
+
+
+def test_codebook_and_commitment_gradients_reach_only_their_parameters():
+  """Codebook loss: d/de_k = sum over positions p coded k of 2 (e_k - z_e_p), and
+  nothing from the reconstruction; commitment: 2 beta (z_e - z_q) into the encoder only;
+  the decoder sees the reconstruction only."""
+  beta = 0.25
+  model = _model(commitment_cost=beta)
+  params, x = model.init(jax.random.PRNGKey(3)), _image(1)
+  grads = _loss_grad(model, params, x)
+  z_e = model.encode(params, x)
+  codes = model.posterior(params, x).mean
+  e = params["codebook"]["embedding"]
+  expected = np.zeros_like(e)
+  for p, k in enumerate(np.asarray(codes)):
+    expected[k] += 2 * (e[k] - z_e[p])
+  np.testing.assert_allclose(grads["codebook"]["embedding"], expected, rtol=1e-5, atol=1e-6)
+  z_q = e[codes]
+  decoder, dloss_dz = _recon_grad_at(model, params, x, z_q)
+  encoder = _encoder_pullback(model, params, x, dloss_dz + 2 * beta * (z_e - z_q))
+  np.testing.assert_allclose(_flat(grads["encoder"]), _flat(encoder), rtol=1e-5, atol=1e-6)
+  np.testing.assert_allclose(_flat(grads["decoder"]), _flat(decoder), rtol=1e-5, atol=1e-6)
+
+
+def test_ema_update_equals_the_running_averages_by_hand():
+  g, eps, K = 0.9, 1e-5, 6
+  model = _model(codebook_update="ema", ema_decay=g)
+  params = model.init(jax.random.PRNGKey(4))
+  codes = np.array([[0, 0, 2, 5], [2, 0, 5, 5]], np.int32)  # [B, P]: code 1, 3, 4 unused
+  z_e = np.arange(2 * 4 * 3, dtype=np.float32).reshape(2, 4, 3) / 10
+  updates, metrics = model.update_state(params, {"codes": codes, "z_e": z_e},
+                                        key=jax.random.PRNGKey(0))
+  book = jax.tree_util.tree_map(np.asarray, params["codebook"])
+  n = np.array([3, 0, 2, 0, 0, 3], np.float32)
+  sums = np.zeros((K, 3), np.float32)
+  for b in range(2):
+    for p in range(4):
+      sums[codes[b, p]] += z_e[b, p]
+  count = g * book["count"] + (1 - g) * n
+  total = count.sum()
+  smoothed = (count + eps) / (total + K * eps) * total
+  m = g * book["sum"] + (1 - g) * sums
+  new = updates["codebook"]
+  np.testing.assert_allclose(new["count"], count, rtol=1e-6)
+  np.testing.assert_allclose(new["sum"], m, rtol=1e-6)
+  np.testing.assert_allclose(new["embedding"], m / smoothed[:, None], rtol=1e-5)
+  np.testing.assert_array_equal(new["idle_steps"], [0, 1, 0, 1, 1, 0])
+  p = n / n.sum()
+  np.testing.assert_allclose(metrics["perplexity"], np.exp(-np.sum(p[p > 0] * np.log(p[p > 0]))),
+                             rtol=1e-6)
+  assert float(metrics["codes_used"]) == 3
+
+
+def test_a_code_unused_for_restart_after_batches_restarts_at_an_encoder_output():
+  model = _model(codebook_update="ema", restart_after=2)
+  params = model.init(jax.random.PRNGKey(5))
+  codes = np.zeros((2, 4), np.int32)  # only code 0 is used
+  z_e = np.asarray(jax.random.normal(jax.random.PRNGKey(6), (2, 4, 3)))
+  stats = {"codes": codes, "z_e": z_e}
+  updates, metrics = model.update_state(params, stats, key=jax.random.PRNGKey(7))
+  assert float(metrics["restarts"]) == 0  # one idle batch: not yet
+  params = {**params, **updates}
+  updates, metrics = model.update_state(params, stats, key=jax.random.PRNGKey(8))
+  new = updates["codebook"]
+  assert float(metrics["restarts"]) == 5
+  rows = z_e.reshape(-1, 3)
+  for k in range(1, 6):  # each restarted code is one of the batch's encoder outputs
+    assert np.min(np.abs(rows - np.asarray(new["embedding"][k])).sum(-1)) == 0
+    assert float(new["count"][k]) == 1 and float(new["idle_steps"][k]) == 0
+  np.testing.assert_allclose(new["sum"][1:], new["embedding"][1:])
+
+
+def test_train_step_applies_the_ema_from_the_global_batch_and_zero_adam_updates_to_it():
+  """Through training.make_train_step: the state group's new value is update_state's,
+  computed from the step's own codes, and the optimizer leaves it alone."""
+  model = _model(codebook_update="ema")
+  per_example = estimators.make_estimator("vq", "straight_through").per_example
+  loss_fn = objectives.make_batch_loss(model, per_example)
+  from vaejax import optim
+  optimizer = optim.skippable_adam(1e-2)
+  step = jax.jit(training.make_train_step(loss_fn, optimizer, training.make_preprocess(1, False),
+                                          update_state=model.update_state))
+  state = training.create_train_state(model.init(jax.random.PRNGKey(9)), optimizer,
+                                      key=jax.random.PRNGKey(10))
+  batch = np.asarray(jax.random.bernoulli(jax.random.PRNGKey(11), 0.5, (4,) + SHAPE), np.uint8)
+  _, metrics = loss_fn(state.params, batch.astype(np.float32), key=jax.random.PRNGKey(0))
+  expected, _ = model.update_state(state.params, metrics[STATS], key=jax.random.PRNGKey(0))
+  new_state, step_metrics = step(state, batch)
+  assert STATS not in step_metrics and "perplexity" in step_metrics
+  for name in ("count", "sum", "embedding"):
+    np.testing.assert_allclose(new_state.params["codebook"][name], expected["codebook"][name],
+                               rtol=1e-6, err_msg=name)
+  assert not np.allclose(new_state.params["encoder"]["to_code"]["kernel"],
+                         state.params["encoder"]["to_code"]["kernel"])
+
+
+@pytest.mark.parametrize("override,message", [
+    ({"objective": "elbo", "estimator": "pathwise"}, "objective='vq'"),
+    ({"codebook_update": "loss"}, "restart_after_steps needs codebook_update='ema'"),
+    ({"hidden": (8, 16, 32)}, "two conv widths"),
+    ({"likelihood": "gaussian_learned", "dataset": "mnist"}, "likelihood"),
+])
+def test_bad_vqvae_configs_are_refused_with_the_reason(override, message):
+  config = config_lib.load_config_file(str(REPO / "experiments/configs/vqvae_mnist_smoke.py"))
+  config.update(override)
+  with pytest.raises(config_lib.ConfigError, match=message):
+    config_lib.validate(config)
+
+
+def test_vqvae_trains_and_resumes_exactly_from_its_checkpoint(tmp_path, data_dir):
+  """EMA codebook with restarts through the run loop: a copy of a finished run whose
+  newest checkpoint is removed resumes from the one before and ends on the same
+  params (the checksum covers the codebook state); the summary reports the
+  uniform-prior bound and codebook use."""
+  config = config_lib.load_config_file(str(REPO / "experiments/configs/vqvae_mnist_smoke.py"))
+  config.update(data_dir=data_dir, train_subset=256, eval_subset=128, checkpoint_every=8,
+                log_every=8, num_image_samples=4, tensorboard=False)
+  straight = experiment.run(config, str(tmp_path / "straight"), quiet=True)
+  shutil.copytree(tmp_path / "straight", tmp_path / "resumed")
+  shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "16")
+  (tmp_path / "resumed" / "summary.json").unlink()
+  resumed = experiment.run(config, str(tmp_path / "resumed"), quiet=True)
+  assert straight["steps"] == resumed["steps"] == 16
+  assert resumed["params_checksum"] == straight["params_checksum"]
+  assert resumed["test"] == straight["test"]
+  test = straight["test"]
+  np.testing.assert_allclose(test["neg_elbo"], test["recon"] + 49 * math.log(32), rtol=1e-6)
+  assert 1 <= test["codes_used"] <= 32 and 1 <= test["perplexity"] <= test["codes_used"]
+  assert straight["train"]["restarts"] >= 0 and (tmp_path / "straight" / "samples.png").exists()
