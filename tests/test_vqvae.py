@@ -8,8 +8,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vaejax import config as config_lib, estimators, experiment, objectives, training
-from vaejax.models import STATS, vqvae
+from vaejax import checkpoint, config as config_lib, estimators, experiment, objectives, training
+from vaejax.models import STATS, code_prior, vqvae
 
 from conftest import REPO
 
@@ -177,18 +177,33 @@ def test_bad_vqvae_configs_are_refused_with_the_reason(override, message):
     config_lib.validate(config)
 
 
-def test_vqvae_trains_and_resumes_exactly_from_its_checkpoint(tmp_path, data_dir):
+def _smoke_config(name, data_dir, **overrides):
+  config = config_lib.load_config_file(str(REPO / f"experiments/configs/{name}.py"))
+  config.update(data_dir=data_dir, eval_subset=128, num_image_samples=4, tensorboard=False,
+                **overrides)
+  return config
+
+
+@pytest.fixture(scope="module")
+def vqvae_run(tmp_path_factory, data_dir):
+  """(workdir, summary) of a smoke VQ-VAE run: EMA codebook with restarts, 16 steps."""
+  workdir = tmp_path_factory.mktemp("vqvae") / "run"
+  config = _smoke_config("vqvae_mnist_smoke", data_dir, train_subset=256, checkpoint_every=8,
+                         log_every=8)
+  return workdir, experiment.run(config, str(workdir), quiet=True)
+
+
+def test_vqvae_trains_and_resumes_exactly_from_its_checkpoint(vqvae_run, tmp_path, data_dir):
   """EMA codebook with restarts through the run loop: a copy of a finished run whose
   newest checkpoint is removed resumes from the one before and ends on the same
   params (the checksum covers the codebook state); the summary reports the
   uniform-prior bound and codebook use."""
-  config = config_lib.load_config_file(str(REPO / "experiments/configs/vqvae_mnist_smoke.py"))
-  config.update(data_dir=data_dir, train_subset=256, eval_subset=128, checkpoint_every=8,
-                log_every=8, num_image_samples=4, tensorboard=False)
-  straight = experiment.run(config, str(tmp_path / "straight"), quiet=True)
-  shutil.copytree(tmp_path / "straight", tmp_path / "resumed")
+  workdir, straight = vqvae_run
+  shutil.copytree(workdir, tmp_path / "resumed")
   shutil.rmtree(tmp_path / "resumed" / "checkpoints" / "16")
   (tmp_path / "resumed" / "summary.json").unlink()
+  config = _smoke_config("vqvae_mnist_smoke", data_dir, train_subset=256, checkpoint_every=8,
+                         log_every=8)
   resumed = experiment.run(config, str(tmp_path / "resumed"), quiet=True)
   assert straight["steps"] == resumed["steps"] == 16
   assert resumed["params_checksum"] == straight["params_checksum"]
@@ -196,4 +211,62 @@ def test_vqvae_trains_and_resumes_exactly_from_its_checkpoint(tmp_path, data_dir
   test = straight["test"]
   np.testing.assert_allclose(test["neg_elbo"], test["recon"] + 49 * math.log(32), rtol=1e-6)
   assert 1 <= test["codes_used"] <= 32 and 1 <= test["perplexity"] <= test["codes_used"]
-  assert straight["train"]["restarts"] >= 0 and (tmp_path / "straight" / "samples.png").exists()
+  assert straight["train"]["restarts"] >= 0 and (workdir / "samples.png").exists()
+
+
+def test_prior_over_codes_is_causal_by_its_jacobian():
+  """d logits_i / d one_hot_j = 0 for every j >= i (and not for j < i)."""
+  net = code_prior.CausalTransformer(num_codes=5, num_positions=6, width=8, depth=2, heads=2)
+  codes = jax.random.randint(jax.random.PRNGKey(0), (6,), 0, 5)
+  one_hot = jax.nn.one_hot(codes, 5)
+  params = net.init(jax.random.PRNGKey(1), one_hot)["params"]
+  jac = jax.jit(jax.jacobian(lambda h: net.apply({"params": params}, h)))(one_hot)  # [P, K, P, K]
+  influence = np.abs(np.asarray(jac)).sum(axis=(1, 3))  # [i, j]
+  upper = np.triu(np.ones((6, 6), bool))  # j >= i
+  assert np.all(influence[upper] == 0)
+  assert np.all(influence[~upper] > 0)
+
+
+def test_teacher_forced_log_prob_is_the_sum_of_the_sampled_paths_step_log_probs():
+  net = code_prior.CausalTransformer(num_codes=7, num_positions=5, width=8, depth=1, heads=2)
+  params = net.init(jax.random.PRNGKey(2), jnp.zeros((5, 7)))["params"]
+  prior = code_prior.AutoregressiveCodes(net, params)
+  z = jax.jit(lambda k: prior.sample(key=k))(jax.random.PRNGKey(3))
+  logits = jax.jit(prior.logits)
+  steps = 0.0
+  for i in range(5):  # position i scored from the codes drawn before it only
+    prefix = jnp.where(jnp.arange(5) < i, z, 0)
+    steps += jax.nn.log_softmax(logits(prefix)[i])[z[i]]
+  np.testing.assert_allclose(jax.jit(prior.log_prob)(z), steps, rtol=1e-5)
+
+
+def test_learned_prior_fits_the_frozen_vqvae_codes(vqvae_run, tmp_path, data_dir):
+  """Stage 2 through train.py's run: the VQ-VAE's params stay those of its run (the
+  reconstruction term is unchanged), the prior beats the uniform one on the test
+  codes, and the bound is recon + prior NLL."""
+  workdir, stage1 = vqvae_run
+  config = _smoke_config("vqvae_prior_smoke", data_dir, vqvae_workdir=str(workdir))
+  summary = experiment.run(config, str(tmp_path / "prior"), quiet=True)
+  test = summary["test"]
+  np.testing.assert_allclose(test["recon"], stage1["test"]["recon"], rtol=1e-6)
+  assert test["codes_used"] == stage1["test"]["codes_used"]
+  assert test["prior_nll"] < 49 * math.log(32)
+  np.testing.assert_allclose(test["neg_elbo"], test["recon"] + test["prior_nll"], rtol=1e-6)
+  from vaejax import runs
+  restored = runs.load_run(str(tmp_path / "prior"))
+  frozen = runs.load_run(str(workdir)).params
+  assert checkpoint.params_checksum(restored.params["vqvae"]) == checkpoint.params_checksum(frozen)
+  assert restored.sample(key=jax.random.PRNGKey(0), num_samples=3).shape == (3, 28, 28, 1)
+
+
+def test_prior_needs_a_vqvae_run(vqvae_run, tmp_path, data_dir):
+  config = _smoke_config("vqvae_prior_smoke", data_dir)
+  with pytest.raises(config_lib.ConfigError, match="needs config.vqvae_workdir"):
+    experiment.run(config, str(tmp_path / "a"), quiet=True)
+  config.vqvae_workdir = str(tmp_path / "missing")
+  with pytest.raises(config_lib.ConfigError, match="vqvae_workdir: .*does not exist"):
+    experiment.run(config, str(tmp_path / "b"), quiet=True)
+  config.vqvae_workdir, config.dataset = str(vqvae_run[0]), "mnist"
+  config.dynamic_binarization = True
+  with pytest.raises(config_lib.ConfigError, match="dataset='mnist' differs"):
+    experiment.run(config, str(tmp_path / "c"), quiet=True)

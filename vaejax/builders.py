@@ -5,18 +5,111 @@ benchmarks) all build through these, so a restored run is the trained one.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
+from typing import Optional
 
 import jax
 import jax.numpy as jnp
+import ml_collections
 import numpy as np
 import optax
 
-from vaejax import config as config_lib, data, estimators, evaluate, models, objectives, optim
+from vaejax import (checkpoint, config as config_lib, data, estimators, evaluate, models,
+                    objectives, optim, replicas, training)
+from vaejax.models import code_prior
+
+
+class NotARunError(ValueError):
+  """The folder is not a workdir of experiments/train.py, or lacks the checkpoint asked for."""
 
 
 def build_model(config, image_shape) -> models.LatentVariableModel:
-  return models.make(config, image_shape)
+  """config.model's model; for 'vqvae_prior' the VQ-VAE of config.vqvae_workdir
+  (frozen; its params are read from that run's newest checkpoint at init).
+  Raises ConfigError when that folder is not a finished VQ-VAE run on the same data."""
+  if config.model != "vqvae_prior":
+    return models.make(config, image_shape)
+  try:
+    stage1 = read_run_config(config.vqvae_workdir)
+  except NotARunError as e:
+    raise config_lib.ConfigError(f"config.vqvae_workdir: {e}") from None
+  if stage1.model != "vqvae":
+    raise config_lib.ConfigError(f"config.vqvae_workdir={config.vqvae_workdir!r} holds a "
+                                 f"model={stage1.model!r} run, not a VQ-VAE")
+  for key in ("dataset", "dynamic_binarization"):
+    if stage1[key] != config[key]:
+      raise config_lib.ConfigError(
+          f"config.{key}={config[key]!r} differs from the VQ-VAE run's {stage1[key]!r}: the "
+          f"prior must be fitted to codes of the data the VQ-VAE was trained on")
+  vqvae = models.make(stage1, image_shape)
+
+  def load_vqvae_params():
+    # Host copies: restored arrays are committed to a device, the fresh ones beside them
+    # are not, and jit compiles the chunk again when the mix changes after one call.
+    return jax.device_get(restore_params(config.vqvae_workdir, stage1, vqvae)[0])
+
+  return code_prior.make_vq_prior(vqvae, load_vqvae_params, width=config.prior_width,
+                                  depth=config.prior_depth, heads=config.prior_heads)
+
+
+def read_run_config(workdir: str) -> ml_collections.ConfigDict:
+  """The config a run was trained with: base defaults updated by its config.json.
+
+  Raises NotARunError when workdir has no readable config.json.
+  """
+  path = os.path.join(workdir, "config.json")
+  if not os.path.isdir(workdir):
+    raise NotARunError(f"{workdir} does not exist")
+  if not os.path.exists(path):
+    raise NotARunError(f"{workdir} is not a run: it has no config.json (a workdir of "
+                       f"experiments/train.py has config.json and checkpoints/)")
+  try:
+    with open(path) as f:
+      saved = json.load(f)
+  except (OSError, ValueError) as e:
+    raise NotARunError(f"{path} is unreadable: {e}") from None
+  config = config_lib.base_config()  # defaults for keys newer than the run
+  config.update(ml_collections.ConfigDict(saved))
+  return config
+
+
+def restore_params(workdir: str, config, model, step: Optional[int] = None, *,
+                   replica: int = 0):
+  """(params, step) of the run in workdir at its newest readable checkpoint (or at
+  `step`); replica r's params for a replicated run. Raises NotARunError naming the
+  problem (no checkpoints/, no readable checkpoint, no checkpoint at step, no such
+  replica)."""
+  estimator = build_estimator(config)
+  optimizer = build_optimizer(config, estimator)
+  key = jax.random.PRNGKey(0)  # only shapes matter: the checkpoint overwrites every leaf
+  like = training.create_train_state({**model.init(key), **estimator.init_params(key, model)},
+                                     optimizer, key=key)
+  num_replicas = config.num_replicas
+  if not 0 <= replica < num_replicas:
+    raise NotARunError(f"{workdir} has {num_replicas} replica(s); replica={replica} is not one")
+  if num_replicas > 1:
+    like = replicas.stack([like] * num_replicas)
+  directory = os.path.join(workdir, "checkpoints")
+  if not os.path.isdir(directory):
+    raise NotARunError(f"{workdir} has no checkpoints/ folder: the run has not saved yet")
+  ckpt = checkpoint.Checkpointer(directory)
+  try:
+    if step is None:
+      restored = ckpt.restore_latest(like)
+      if restored is None:
+        raise NotARunError(f"{directory} holds no readable checkpoint")
+      step, state, _ = restored
+    else:
+      steps = ckpt.steps()
+      if step not in steps:
+        raise NotARunError(f"{directory} has no checkpoint at step {step}; it has {steps}")
+      state, _ = ckpt.restore(step, like)
+  finally:
+    ckpt.close()
+  params = state.params if num_replicas == 1 else replicas.index(state.params, replica)
+  return params, int(step)
 
 
 def build_estimator(config, *, for_eval: bool = False) -> estimators.Estimator:

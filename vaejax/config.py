@@ -28,7 +28,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.validation_split = False  # mnist only: train on train[:50000], also evaluate on the last 10k
   c.train_subset = 0  # 0: the whole split
   c.eval_subset = 0
-  # Model (vaejax.models: vae | cvae | hvae | ladder | vqvae).
+  # Model (vaejax.models: vae | cvae | hvae | ladder | vqvae | vqvae_prior).
   c.model = "vae"
   c.condition = "label"  # cvae: label | quadrants
   c.observed_quadrants = 1  # cvae with condition=quadrants: 1, 2 or 3 observed quadrants
@@ -46,6 +46,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.codebook_update = "loss"
   c.ema_decay = 0.99
   c.restart_after_steps = 0
+  # vqvae_prior (objective='code_prior'): a causal transformer prior over the codes of the
+  # VQ-VAE run in vqvae_workdir (frozen), width x depth with prior_heads attention heads.
+  c.vqvae_workdir = ""
+  c.prior_width = 64
+  c.prior_depth = 2
+  c.prior_heads = 4
   c.architecture = "mlp"
   c.hidden = (500,)
   c.latent_dim = 20
@@ -178,14 +184,20 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
                       f"dataset='mnist'")
   if config.model in ("hvae", "ladder"):
     _check_hvae(config)
-  if (config.model == "vqvae") != (config.objective == "vq"):
-    raise ConfigError(f"config.model={config.model!r} with objective={config.objective!r}: the "
-                      f"VQ-VAE trains on its own objective; use model='vqvae' with objective='vq'")
+  own = models.OWN_OBJECTIVE
+  if own.get(config.model) != config.objective and (
+      config.model in own or config.objective in own.values()):
+    pairs = ", ".join(f"model={m!r} with objective={o!r}" for m, o in own.items())
+    raise ConfigError(f"config.model={config.model!r} with objective={config.objective!r}: "
+                      f"these families train on their own objectives: {pairs}")
+  for model, keys in (("vqvae", VQ_KEYS), ("vqvae_prior", PRIOR_KEYS)):
+    changed = [k for k in keys if config[k] != base_config()[k]]
+    if changed and config.model != model:
+      raise ConfigError(f"config.{changed[0]} applies to model={model!r} only")
   if config.model == "vqvae":
     _check_vqvae(config, hidden)
-  elif any(config[k] != base_config()[k] for k in VQ_KEYS):
-    changed = [k for k in VQ_KEYS if config[k] != base_config()[k]]
-    raise ConfigError(f"config.{changed[0]} applies to model='vqvae' only")
+  if config.model == "vqvae_prior":
+    _check_vq_prior(config)
   if config.model != "cvae" and config.prior != "standard_normal":
     raise ConfigError(f"config.prior={config.prior!r} applies to model='cvae' only")
   kl_keys = ("kl_warmup_steps", "free_bits", "capacity_max", "capacity_steps", "capacity_gamma")
@@ -236,6 +248,23 @@ def _check_replicas(config, num_devices: int) -> None:
 
 VQ_KEYS = ("num_codes", "code_dim", "commitment_cost", "codebook_update", "ema_decay",
            "restart_after_steps")
+
+
+PRIOR_KEYS = ("vqvae_workdir", "prior_width", "prior_depth", "prior_heads")
+
+
+def _check_vq_prior(config) -> None:
+  if not config.vqvae_workdir:
+    raise ConfigError("config.model='vqvae_prior' needs config.vqvae_workdir, the workdir of a "
+                      "trained model='vqvae' run whose codes it fits")
+  for key in ("prior_width", "prior_depth", "prior_heads"):
+    _at_least(config, key, 1)
+  if config.prior_width % config.prior_heads:
+    raise ConfigError(f"config.prior_width={config.prior_width} must be divisible by "
+                      f"config.prior_heads={config.prior_heads}")
+  if config.eval_importance_samples:
+    raise ConfigError("config.eval_importance_samples: the VQ-VAE's posterior is a point mass; "
+                      "its bound is test neg_elbo")
 
 
 def _check_vqvae(config, hidden) -> None:

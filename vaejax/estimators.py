@@ -21,6 +21,7 @@ one by (objective, estimator) name and closes over the static settings.
   vq         straight_through  the VQ-VAE's own objective (van den Oord et al. 2017):
                              `model.objective`, a family that writes its objective itself
                              (models.base, objective tier)
+  code_prior maximum_likelihood  a learned prior over a frozen VQ-VAE's codes: model.objective
 
 Baselines live in params["baseline"]; a moving average is a scalar fitted by
 `make_optimizer` with SGD at rate 1 - decay on 0.5 (b - signal)^2, which is
@@ -44,9 +45,10 @@ OBJECTIVE_ESTIMATORS = {
     "iwae": ("pathwise", "stl", "dreg", "vimco", "rws"),
     "ae": ("pathwise",),
     "vq": ("straight_through",),
+    "code_prior": ("maximum_likelihood",),
 }
 # Objectives a model family defines itself (model.objective); the estimator is part of it.
-OWN_OBJECTIVES = ("vq",)
+OWN_OBJECTIVES = ("vq", "code_prior")
 BASELINES = ("none", "moving_average", "learned")
 sg = jax.lax.stop_gradient
 
@@ -208,7 +210,7 @@ def make_estimator(objective: str = "elbo", estimator: str = "pathwise", *, beta
   def own(model, params, x, *, key, step=0):
     return model.objective(params, x, key=key, step=step)
 
-  per_example = {"elbo": elbo, "iwae": iwae, "ae": ae, "vq": own}[objective]
+  per_example = {"elbo": elbo, "iwae": iwae, "ae": ae, "vq": own, "code_prior": own}[objective]
   return Estimator(name, per_example, init_params, baseline, baseline_decay)
 
 

@@ -12,21 +12,15 @@ loads a split preprocessed as the run evaluates it.
 from __future__ import annotations
 
 import functools
-import json
-import os
 from typing import Optional
 
 import jax
 import ml_collections
 
-from vaejax import (builders, checkpoint, config as config_lib, data, distributions, replicas,
-                    training)
+from vaejax import builders, data, distributions, replicas
+from vaejax.builders import NotARunError  # noqa: F401  (public here: vaejax.NotARunError)
 from vaejax.models import batched
 from vaejax.models.base import Example, LatentVariableModel, Params
-
-
-class NotARunError(ValueError):
-  """The folder is not a workdir of experiments/train.py, or lacks the checkpoint asked for."""
 
 
 class Run:
@@ -96,25 +90,7 @@ class Run:
     return out
 
 
-def read_config(workdir: str) -> ml_collections.ConfigDict:
-  """The config a run was trained with: base defaults updated by its config.json.
-
-  Raises NotARunError when workdir has no readable config.json.
-  """
-  path = os.path.join(workdir, "config.json")
-  if not os.path.isdir(workdir):
-    raise NotARunError(f"{workdir} does not exist")
-  if not os.path.exists(path):
-    raise NotARunError(f"{workdir} is not a run: it has no config.json (a workdir of "
-                       f"experiments/train.py has config.json and checkpoints/)")
-  try:
-    with open(path) as f:
-      saved = json.load(f)
-  except (OSError, ValueError) as e:
-    raise NotARunError(f"{path} is unreadable: {e}") from None
-  config = config_lib.base_config()  # defaults for keys newer than the run
-  config.update(ml_collections.ConfigDict(saved))
-  return config
+read_config = builders.read_run_config  # the public name here
 
 
 def load_run(workdir: str, step: Optional[int] = None, *, replica: int = 0) -> Run:
@@ -130,34 +106,8 @@ def load_run(workdir: str, step: Optional[int] = None, *, replica: int = 0) -> R
   """
   config = read_config(workdir)
   model = builders.build_model(config, data.IMAGE_SHAPE)
-  estimator = builders.build_estimator(config)
-  optimizer = builders.build_optimizer(config, estimator)
-  key = jax.random.PRNGKey(0)  # only shapes matter: the checkpoint overwrites every leaf
-  like = training.create_train_state({**model.init(key), **estimator.init_params(key, model)},
-                                     optimizer, key=key)
+  params, step = builders.restore_params(workdir, config, model, step, replica=replica)
   num_replicas = config.num_replicas
-  if not 0 <= replica < num_replicas:
-    raise NotARunError(f"{workdir} has {num_replicas} replica(s); replica={replica} is not one")
-  if num_replicas > 1:
-    like = replicas.stack([like] * num_replicas)
-  directory = os.path.join(workdir, "checkpoints")
-  if not os.path.isdir(directory):
-    raise NotARunError(f"{workdir} has no checkpoints/ folder: the run has not saved yet")
-  ckpt = checkpoint.Checkpointer(directory)
-  try:
-    if step is None:
-      restored = ckpt.restore_latest(like)
-      if restored is None:
-        raise NotARunError(f"{directory} holds no readable checkpoint")
-      step, state, _ = restored
-    else:
-      steps = ckpt.steps()
-      if step not in steps:
-        raise NotARunError(f"{directory} has no checkpoint at step {step}; it has {steps}")
-      state, _ = ckpt.restore(step, like)
-  finally:
-    ckpt.close()
-  params = state.params if num_replicas == 1 else replicas.index(state.params, replica)
   if num_replicas > 1:  # the config of the single run this replica equals
     config = replicas.replica_config(
         config, replica, replicas.parse_sweep(config.sweep, num_replicas))

@@ -10,20 +10,25 @@
         inference merging bottom-up and prior Gaussians by precision
   vqvae the VQ-VAE (van den Oord et al. 2017): a grid of discrete codes, its own
         objective (config.objective='vq'), codebook by loss or EMA (a state group)
+  vqvae_prior  a learned autoregressive prior over a trained VQ-VAE's codes
+        (code_prior; objective='code_prior'); built by vaejax.builders, which
+        loads the VQ-VAE run
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-from vaejax.models import cvae, hvae, ladder, vae, vqvae
+from vaejax.models import code_prior, cvae, hvae, ladder, vae, vqvae
 from vaejax.models.base import (GREY_LIKELIHOODS, LIKELIHOODS, STATS, Example,
                                 LatentVariableModel, Params, image_of)
 from vaejax.models.vae import ARCHITECTURES, COMPUTE_DTYPES, VAE, make_vae
 
-__all__ = ["ARCHITECTURES", "COMPUTE_DTYPES", "GREY_LIKELIHOODS", "LIKELIHOODS", "MODELS", "STATS", "VAE",
-           "Example", "LatentVariableModel", "Params", "closed_form_kl", "cvae", "hvae", "image_of",
+__all__ = ["ARCHITECTURES", "COMPUTE_DTYPES", "OWN_OBJECTIVE", "GREY_LIKELIHOODS", "LIKELIHOODS", "MODELS", "STATS", "VAE",
+           "Example", "LatentVariableModel", "Params", "closed_form_kl", "code_prior", "cvae", "hvae", "image_of",
            "ladder", "make", "make_vae", "required_keys", "vae", "vqvae"]
-MODELS = ("vae", "cvae", "hvae", "ladder", "vqvae")
+MODELS = ("vae", "cvae", "hvae", "ladder", "vqvae", "vqvae_prior")
+# Families that train on their own objective (models.base, objective tier): model -> objective.
+OWN_OBJECTIVE = {"vqvae": "vq", "vqvae_prior": "code_prior"}
 HIERARCHICAL = ("hvae", "ladder")  # stacked stochastic layers: latent_dims, layer_hidden
 
 
@@ -36,7 +41,7 @@ def required_keys(config) -> tuple[str, ...]:
 
 def closed_form_kl(config) -> bool:
   """Whether config.model has a closed-form KL(q(z|x) || p(z)) (a hierarchical VAE does not)."""
-  return config.model not in HIERARCHICAL + ("vqvae",)
+  return config.model not in HIERARCHICAL + tuple(OWN_OBJECTIVE)
 
 
 def make(config, image_shape: Sequence[int]) -> LatentVariableModel:
@@ -46,6 +51,9 @@ def make(config, image_shape: Sequence[int]) -> LatentVariableModel:
   """
   if config.model not in MODELS:
     raise ValueError(f"unknown model {config.model!r}; valid: {list(MODELS)}")
+  if config.model == "vqvae_prior":
+    raise ValueError("model='vqvae_prior' loads a trained VQ-VAE: build it with "
+                     "vaejax.builders.build_model")
   hidden = config.hidden if isinstance(config.hidden, (tuple, list)) else (config.hidden,)
   common = dict(architecture=config.architecture, image_shape=image_shape,
                 latent_dim=config.latent_dim, hidden=hidden, likelihood=config.likelihood,

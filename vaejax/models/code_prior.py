@@ -1,0 +1,155 @@
+"""A learned autoregressive prior over a trained VQ-VAE's code grid (stage 2 of
+van den Oord et al. 2017).
+
+The VQ-VAE trains under a uniform prior over the K^P code grids; afterwards a
+prior p(z) = prod_i p(z_i | z_<i) (raster order over the P grid positions) is
+fitted by maximum likelihood to the codes its frozen encoder gives the training
+images, here with a small causal transformer (the paper used a PixelCNN; any
+autoregressive model fits). Sampling: codes from the prior, then the frozen
+decoder. The bound on the log-likelihood becomes
+
+  log p(x) >= log p(x | z_q(x)) + log p(z_q(x))   (nats; q is a point mass)
+
+which replaces the uniform prior's constant -P log K by what the prior learned.
+
+Params: {"prior": the transformer's, "vqvae": the stage-1 VQ-VAE's}. "vqvae" is
+a state group that nothing updates: the objective reads it under stop_gradient
+(zero gradient, zero Adam update), and it is loaded by `load_vqvae_params` at
+init, so a stage-2 checkpoint holds the whole model.
+"""
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+
+from vaejax.models.base import Example, Params
+from vaejax.models.vqvae import VQVAE
+
+sg = jax.lax.stop_gradient
+
+
+class CausalTransformer(nn.Module):
+  """Codes as one-hot rows [P, K] -> next-code logits [P, K]: row i depends on
+  rows < i only (inputs shifted right behind a learned start vector, causal
+  self-attention). One-hot floats, not integers, so that the masking can be
+  checked with a Jacobian."""
+  num_codes: int
+  num_positions: int
+  width: int = 64
+  depth: int = 2
+  heads: int = 4
+
+  @nn.compact
+  def __call__(self, one_hot: jax.Array) -> jax.Array:
+    small = nn.initializers.normal(0.02)
+    h = nn.Dense(self.width, use_bias=False, name="embed")(one_hot)
+    start = self.param("start", small, (1, self.width))
+    h = jnp.concatenate([start, h[:-1]], axis=0)  # position i sees codes 0..i-1
+    h = h + self.param("position", small, (self.num_positions, self.width))
+    mask = nn.make_causal_mask(jnp.ones((self.num_positions,)))  # [1, P, P]
+    for i in range(self.depth):
+      a = nn.LayerNorm(name=f"attention_norm_{i}")(h)
+      h = h + nn.MultiHeadDotProductAttention(self.heads, name=f"attention_{i}")(a, a, mask=mask)
+      m = nn.LayerNorm(name=f"mlp_norm_{i}")(h)
+      m = nn.Dense(4 * self.width, name=f"mlp_in_{i}")(m)
+      h = h + nn.Dense(self.width, name=f"mlp_out_{i}")(nn.gelu(m))
+    return nn.Dense(self.num_codes, name="logits")(nn.LayerNorm(name="out_norm")(h))
+
+
+@dataclasses.dataclass(frozen=True)
+class AutoregressiveCodes:
+  """p(z) = prod_i Categorical(z_i; logits_i(z_<i)) over a code grid z [P] int32."""
+  network: CausalTransformer
+  params: Params
+
+  def logits(self, z: jax.Array) -> jax.Array:
+    one_hot = jax.nn.one_hot(z, self.network.num_codes, dtype=jnp.float32)
+    return self.network.apply({"params": self.params}, one_hot)
+
+  def log_prob(self, z: jax.Array) -> jax.Array:
+    """sum_i log p(z_i | z_<i), teacher-forced in one pass: [] nats."""
+    log_p = jax.nn.log_softmax(self.logits(z), axis=-1)
+    return jnp.sum(jnp.take_along_axis(log_p, z[:, None].astype(jnp.int32), axis=-1))
+
+  def sample(self, *, key: jax.Array) -> jax.Array:
+    """Ancestral sampling, one position per network pass (P passes): [P] int32;
+    position i draws with fold_in(key, i)."""
+    def draw(i, z):
+      logits = self.logits(z)[i]
+      return z.at[i].set(jax.random.categorical(jax.random.fold_in(key, i), logits))
+    return jax.lax.fori_loop(0, self.network.num_positions, draw,
+                             jnp.zeros((self.network.num_positions,), jnp.int32))
+
+
+@dataclasses.dataclass(frozen=True)
+class VQPrior:
+  """The stage-1 VQ-VAE (frozen) with a learned prior over its codes; see the
+  module docstring. load_vqvae_params() -> the stage-1 params (read once, at init)."""
+  vqvae: VQVAE
+  network: CausalTransformer
+  load_vqvae_params: Callable[[], Params] = dataclasses.field(compare=False)
+  inference_groups: tuple[str, ...] = ("vqvae",)
+  state_groups: tuple[str, ...] = ("vqvae",)
+  has_closed_form_kl = False
+
+  @property
+  def image_shape(self) -> tuple[int, int, int]:
+    return self.vqvae.image_shape
+
+  @property
+  def latent_dim(self) -> int:
+    return self.vqvae.latent_dim
+
+  def init(self, key: jax.Array) -> Params:
+    one_hot = jnp.zeros((self.latent_dim, self.vqvae.num_codes), jnp.float32)
+    return {"prior": self.network.init(key, one_hot)["params"],
+            "vqvae": self.load_vqvae_params()}
+
+  def _vq(self, params: Params) -> Params:
+    return jax.tree_util.tree_map(sg, params["vqvae"])
+
+  def posterior(self, params: Params, x: Example):
+    """The frozen encoder's nearest codes (a point mass)."""
+    return self.vqvae.posterior(self._vq(params), x)
+
+  def prior(self, params: Params, x: Example = None) -> AutoregressiveCodes:
+    return AutoregressiveCodes(self.network, params["prior"])
+
+  def log_prior(self, params: Params, x: Example, z: jax.Array) -> jax.Array:
+    return self.prior(params, x).log_prob(z)
+
+  def log_likelihood(self, params: Params, x: Example, z: jax.Array) -> jax.Array:
+    return self.vqvae.log_likelihood(self._vq(params), x, z)
+
+  def mean_image(self, params: Params, x: Example, z: jax.Array) -> jax.Array:
+    return self.vqvae.mean_image(self._vq(params), x, z)
+
+  def objective(self, params: Params, x: Example, *, key: jax.Array, step=0):
+    """(log p(z_q(x)), metrics) for one example: maximum likelihood of the frozen
+    encoder's codes. metrics (nats): loss = prior_nll = -log p(z_q); recon =
+    -log p(x|z_q); kl = -log p(z_q) (the point mass's KL to the prior); neg_elbo =
+    recon + kl, the bound on -log p(x)."""
+    del key, step
+    codes = self.posterior(params, x).mean
+    log_pz = self.log_prior(params, x, codes)
+    recon = -self.log_likelihood(params, x, codes)
+    return log_pz, {"loss": -log_pz, "prior_nll": -log_pz, "recon": recon, "kl": -log_pz,
+                    "neg_elbo": recon - log_pz}
+
+  def dataset_metrics(self, params: Params, examples: Any) -> dict:
+    """The frozen codebook's use over the split (VQVAE.dataset_metrics)."""
+    return self.vqvae.dataset_metrics(params["vqvae"], examples)
+
+
+def make_vq_prior(vqvae: VQVAE, load_vqvae_params: Callable[[], Params], *, width: int = 64,
+                  depth: int = 2, heads: int = 4) -> VQPrior:
+  """A learned prior for `vqvae`'s code grid. Raises ValueError when heads does not
+  divide width."""
+  if width % heads:
+    raise ValueError(f"prior width {width} is not divisible by {heads} heads")
+  network = CausalTransformer(vqvae.num_codes, vqvae.latent_dim, width, depth, heads)
+  return VQPrior(vqvae, network, load_vqvae_params)
