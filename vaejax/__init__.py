@@ -1,10 +1,10 @@
 """vaejax: variational autoencoders as pure JAX functions.
 
 Modules, lowest first (each imports only modules above it): distributions ->
-nets -> models (a package: base, vae, cvae, hvae, batched) -> objectives -> estimators ->
-diagnostics -> optim -> training -> evaluate -> parallel -> data -> viz ->
-plots -> pictures -> checkpoint -> config -> builders -> tensorboard_writer ->
-experiment -> runs.
+nets -> models (a package: base, vae, cvae, hvae, ladder, vqvae, code_prior,
+batched) -> objectives -> estimators -> diagnostics -> optim -> training ->
+evaluate -> classifier -> parallel -> data -> viz -> plots -> pictures ->
+checkpoint -> config -> builders -> tensorboard_writer -> experiment -> runs.
 
 `vaejax.load_run(workdir)` restores a trained run (see `vaejax.runs`).
 """

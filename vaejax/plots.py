@@ -203,3 +203,18 @@ def _manifold(ax, manifold: np.ndarray, extent: np.ndarray) -> None:
   _show(ax, _tiles(manifold.reshape(ny * nx, h, w, ch), cols=nx, pad=0),
         extent=(x0 - hx, x1 + hx, y0 - hy, y1 + hy))
   ax.set(title="decoder over the grid", xlabel="z[0]", ylabel="z[1]")
+
+
+def code_usage(path: str, counts: dict) -> None:
+  """Bar charts of codebook use, one panel per run: {title: counts [K]} of how often
+  each code was chosen, sorted from most to least used (log scale)."""
+  plt = _pyplot()
+  fig, axes = plt.subplots(1, len(counts), figsize=(4.5 * len(counts), 3.2), squeeze=False)
+  for ax, (title, c) in zip(axes[0], counts.items()):
+    c = np.sort(_array(c, 1, "code_usage", title, image=False))[::-1]
+    ax.bar(np.arange(len(c)), np.maximum(c, 0.5), width=1.0)
+    ax.set_yscale("log")
+    ax.set_title(f"{title}: {int(np.sum(c > 0))}/{len(c)} codes used", fontsize=9)
+    ax.set_xlabel("code, most used first")
+    ax.set_ylabel("times chosen over the test set")
+  _save(plt, fig, path)

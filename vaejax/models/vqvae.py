@@ -31,7 +31,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from typing import Any, Sequence
+from typing import Sequence
 
 import flax.linen as nn
 import jax
@@ -233,9 +233,8 @@ class VQVAE:
     new = {"embedding": embedding, "count": count, "sum": sums, "idle_steps": idle}
     return {"codebook": new}, metrics
 
-  def dataset_metrics(self, params: Params, examples, *, batch_size: int = 1000) -> dict:
-    """Codebook use over a whole split (examples: a pytree of [N, ...]):
-    codes_used (codes chosen at least once) and perplexity of the frequencies."""
+  def code_counts(self, params: Params, examples, *, batch_size: int = 1000) -> np.ndarray:
+    """How often each code is chosen over a split (examples: a pytree of [N, ...]): [K]."""
     codes_of = jax.jit(jax.vmap(lambda x: self.posterior(params, x).mean))
     n = len(jax.tree_util.tree_leaves(examples)[0])
     counts = np.zeros(self.num_codes, np.int64)
@@ -243,6 +242,12 @@ class VQVAE:
       chunk = jax.tree_util.tree_map(lambda a: a[start:start + batch_size], examples)
       counts += np.bincount(np.asarray(codes_of(chunk)).reshape(-1),  # host sync: evaluation
                             minlength=self.num_codes)
+    return counts
+
+  def dataset_metrics(self, params: Params, examples) -> dict:
+    """Codebook use over a whole split: codes_used (chosen at least once) and the
+    perplexity of the code frequencies."""
+    counts = self.code_counts(params, examples)
     return {"codes_used": float(np.sum(counts > 0)),
             "perplexity": float(perplexity(jnp.asarray(counts, jnp.float32)))}
 
