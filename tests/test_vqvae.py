@@ -2,6 +2,7 @@
 codebook and restarts by value, and a run through checkpoint and resume."""
 import math
 import shutil
+import sys
 
 import jax
 import jax.numpy as jnp
@@ -257,6 +258,17 @@ def test_learned_prior_fits_the_frozen_vqvae_codes(vqvae_run, tmp_path, data_dir
   frozen = runs.load_run(str(workdir)).params
   assert checkpoint.params_checksum(restored.params["vqvae"]) == checkpoint.params_checksum(frozen)
   assert restored.sample(key=jax.random.PRNGKey(0), num_samples=3).shape == (3, 28, 28, 1)
+  # experiments/vqvae_report.py's table reads both runs.
+  sys.path.insert(0, str(REPO / "experiments"))
+  try:
+    import vqvae_report
+  finally:
+    sys.path.pop(0)
+  row, = vqvae_report.report_rows({"ema": str(workdir)}, {"ema": str(tmp_path / "prior")})
+  assert row["codes_used"] == test["codes_used"] and row["learned_bound"] == test["neg_elbo"]
+  np.testing.assert_allclose(row["learned_bound_bits_per_dim"] * 784 * math.log(2),
+                             test["neg_elbo"], rtol=1e-6)
+  assert "| ema | ema | " in vqvae_report.markdown([row])
 
 
 def test_prior_needs_a_vqvae_run(vqvae_run, tmp_path, data_dir):
