@@ -104,7 +104,12 @@ def main(argv):
     chunk = min(_CHUNK.value, _K.value)
     if _K.value < 1 or chunk < 1 or _K.value % chunk:
       raise ValueError(f"--k={_K.value} must be >= 1 and a multiple of --chunk={_CHUNK.value}")
-    num_replicas = runs.read_config(workdir).num_replicas
+    run_config = runs.read_config(workdir)
+    if run_config.model in ("vqvae", "vqvae_prior"):
+      raise ValueError(f"{workdir} is a model={run_config.model!r} run: its posterior is a point "
+                       f"mass, so its bounds are exact in summary.json; compare runs with "
+                       f"experiments/vqvae_report.py")
+    num_replicas = run_config.num_replicas
     chosen = [_REPLICA.value] if _REPLICA.value is not None else list(range(num_replicas))
     out = _OUT.value or os.path.join(workdir, "eval")
     results = []

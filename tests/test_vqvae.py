@@ -282,3 +282,12 @@ def test_prior_needs_a_vqvae_run(vqvae_run, tmp_path, data_dir):
   config.dynamic_binarization = True
   with pytest.raises(config_lib.ConfigError, match="dataset='mnist' differs"):
     experiment.run(config, str(tmp_path / "c"), quiet=True)
+
+
+def test_evaluate_script_refuses_a_vqvae_run_in_one_line(vqvae_run):
+  import subprocess
+  proc = subprocess.run([sys.executable, str(REPO / "experiments" / "evaluate.py"),
+                         "--workdir", str(vqvae_run[0]), "--k", "10"],
+                        capture_output=True, text=True, timeout=300, cwd=REPO)
+  assert proc.returncode == 2
+  assert proc.stderr.strip().count("\n") == 0 and "point mass" in proc.stderr

@@ -212,9 +212,12 @@ def code_usage(path: str, counts: dict) -> None:
   fig, axes = plt.subplots(1, len(counts), figsize=(4.5 * len(counts), 3.2), squeeze=False)
   for ax, (title, c) in zip(axes[0], counts.items()):
     c = np.sort(_array(c, 1, "code_usage", title, image=False))[::-1]
-    ax.bar(np.arange(len(c)), np.maximum(c, 0.5), width=1.0)
+    used = c > 0
+    ax.bar(np.arange(len(c))[used], c[used], width=1.0)  # unused codes: no bar
+    ax.set_xlim(-0.5, len(c) - 0.5)
     ax.set_yscale("log")
     ax.set_title(f"{title}: {int(np.sum(c > 0))}/{len(c)} codes used", fontsize=9)
     ax.set_xlabel("code, most used first")
     ax.set_ylabel("times chosen over the test set")
+  fig.tight_layout()
   _save(plt, fig, path)
