@@ -46,9 +46,11 @@ from vaejax import experiment, training  # noqa: E402
 LIBRARY_STEP = training.make_train_step
 
 
-def make_gradient_only_step(loss_fn, optimizer, preprocess, *, axis_name=None):
-  """The library step's gradient (`training.make_gradient`), without guard or update."""
-  del optimizer, axis_name
+def make_gradient_only_step(loss_fn, optimizer, preprocess, *, axis_name=None,
+                            update_state=None):
+  """The library step's gradient (`training.make_gradient`), without guard or update
+  (`training.make_train_step`'s signature; a model's state update is left out too)."""
+  del optimizer, axis_name, update_state
   gradient = training.make_gradient(loss_fn, preprocess)
 
   def step(state, batch, example_offset=0):
