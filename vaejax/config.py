@@ -194,6 +194,9 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
     changed = [k for k in keys if config[k] != base_config()[k]]
     if changed and config.model != model:
       raise ConfigError(f"config.{changed[0]} applies to model={model!r} only")
+  if config.model in own and config.eval_importance_samples:
+    raise ConfigError("config.eval_importance_samples: the VQ-VAE's posterior is a point mass; "
+                      "its bound is test neg_elbo")
   if config.model == "vqvae":
     _check_vqvae(config, hidden)
   if config.model == "vqvae_prior":
@@ -262,9 +265,6 @@ def _check_vq_prior(config) -> None:
   if config.prior_width % config.prior_heads:
     raise ConfigError(f"config.prior_width={config.prior_width} must be divisible by "
                       f"config.prior_heads={config.prior_heads}")
-  if config.eval_importance_samples:
-    raise ConfigError("config.eval_importance_samples: the VQ-VAE's posterior is a point mass; "
-                      "its bound is test neg_elbo")
 
 
 def _check_vqvae(config, hidden) -> None:
@@ -284,9 +284,6 @@ def _check_vqvae(config, hidden) -> None:
   if len(hidden) != 2:
     raise ConfigError(f"config.hidden={config.hidden!r}: model='vqvae' takes two conv widths, "
                       f"one per 2x downsampling to the code grid")
-  if config.eval_importance_samples:
-    raise ConfigError("config.eval_importance_samples: the VQ-VAE's posterior is a point mass; "
-                      "its bound is test neg_elbo")
   if config.compute_dtype != "float32" or config.architecture != "conv":
     raise ConfigError("config.model='vqvae' is convolutional in float32: set "
                       "architecture='conv', compute_dtype='float32'")

@@ -36,7 +36,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vaejax.models import LatentVariableModel, image_of
+from vaejax.models import OWN_OBJECTIVE, LatentVariableModel, image_of
 from vaejax.objectives import (ElboTerms, KLPenalty, draw, has_closed_form_kl, iwae_bound,
                                kl_term, log_mean_exp, log_terms, make_kl_penalty, over_samples)
 
@@ -48,7 +48,7 @@ OBJECTIVE_ESTIMATORS = {
     "code_prior": ("maximum_likelihood",),
 }
 # Objectives a model family defines itself (model.objective); the estimator is part of it.
-OWN_OBJECTIVES = ("vq", "code_prior")
+OWN_OBJECTIVES = tuple(OWN_OBJECTIVE.values())
 BASELINES = ("none", "moving_average", "learned")
 sg = jax.lax.stop_gradient
 
@@ -210,7 +210,7 @@ def make_estimator(objective: str = "elbo", estimator: str = "pathwise", *, beta
   def own(model, params, x, *, key, step=0):
     return model.objective(params, x, key=key, step=step)
 
-  per_example = {"elbo": elbo, "iwae": iwae, "ae": ae, "vq": own, "code_prior": own}[objective]
+  per_example = {"elbo": elbo, "iwae": iwae, "ae": ae, **dict.fromkeys(OWN_OBJECTIVES, own)}[objective]
   return Estimator(name, per_example, init_params, baseline, baseline_decay)
 
 

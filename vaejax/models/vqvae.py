@@ -191,8 +191,7 @@ class VQVAE:
     codes = nearest_codes(sg(z_e), sg(embedding))
     z_q = embedding[codes]
     log_px = self._log_density(params, x, z_e + sg(z_q - z_e))  # straight through
-    distance = jnp.sum(jnp.square(z_e - z_q))
-    commitment = jnp.sum(jnp.square(z_e - sg(z_q)))
+    commitment = jnp.sum(jnp.square(z_e - sg(z_q)))  # its value is ||z_e - z_q||^2
     surrogate = log_px - self.commitment_cost * commitment
     if self.codebook_update == "loss":
       surrogate -= jnp.sum(jnp.square(sg(z_e) - z_q))
@@ -201,7 +200,7 @@ class VQVAE:
     if self.codebook_update == "ema":
       stats["z_e"] = sg(z_e)
     return surrogate, {"loss": -surrogate, "recon": -log_px, "kl": kl, "neg_elbo": kl - log_px,
-                       "quantization_error": sg(distance), STATS: stats}
+                       "quantization_error": sg(commitment), STATS: stats}
 
   def update_state(self, params: Params, stats, *, key: jax.Array, step=0):
     """The EMA codebook update and restarts from one global batch's stats
@@ -235,12 +234,13 @@ class VQVAE:
 
   def code_counts(self, params: Params, examples, *, batch_size: int = 1000) -> np.ndarray:
     """How often each code is chosen over a split (examples: a pytree of [N, ...]): [K]."""
-    codes_of = jax.jit(jax.vmap(lambda x: self.posterior(params, x).mean))
+    # params as an argument, not a closed-over constant that XLA would embed.
+    codes_of = jax.jit(jax.vmap(lambda p, x: self.posterior(p, x).mean, in_axes=(None, 0)))
     n = len(jax.tree_util.tree_leaves(examples)[0])
     counts = np.zeros(self.num_codes, np.int64)
     for start in range(0, n, batch_size):
       chunk = jax.tree_util.tree_map(lambda a: a[start:start + batch_size], examples)
-      counts += np.bincount(np.asarray(codes_of(chunk)).reshape(-1),  # host sync: evaluation
+      counts += np.bincount(np.asarray(codes_of(params, chunk)).reshape(-1),  # host sync: evaluation
                             minlength=self.num_codes)
     return counts
 
