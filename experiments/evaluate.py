@@ -109,6 +109,9 @@ def main(argv):
       raise ValueError(f"{workdir} is a model={run_config.model!r} run: its posterior is a point "
                        f"mass, so its bounds are exact in summary.json; compare runs with "
                        f"experiments/vqvae_report.py")
+    if run_config.model in ("aae", "wae"):
+      raise ValueError(f"{workdir} is a model={run_config.model!r} run: it has no likelihood "
+                       f"bound to importance-sample; compare runs with experiments/aae_report.py")
     num_replicas = run_config.num_replicas
     chosen = [_REPLICA.value] if _REPLICA.value is not None else list(range(num_replicas))
     out = _OUT.value or os.path.join(workdir, "eval")

@@ -4,7 +4,9 @@
 
 Trains a small VAE (or, with VAEJAX_WORKER_MODEL=cvae, a class-conditioned CVAE
 with a learned prior on labelled batches; with =vqvae, a VQ-VAE whose EMA codebook
-and restarts are a state group updated from the global batch) for STEPS steps (two chunks) on fixed
+and restarts are a state group updated from the global batch; with =aae, a supervised
+adversarial autoencoder trained in three phases per step; with =wae, a WAE-MMD whose
+batch term gathers the codes over devices) for STEPS steps (two chunks) on fixed
 synthetic data with the given parallel mode and writes the final params
 (flattened) and metric sums.
 """
@@ -15,15 +17,28 @@ import jax
 import numpy as np
 import optax
 
-from vaejax import checkpoint, estimators, models, objectives, parallel, training
+import ml_collections
+
+from vaejax import builders, checkpoint, estimators, models, parallel, phases, training
 
 mode, steps, out = sys.argv[1], int(sys.argv[2]), sys.argv[3]
 if len(sys.argv) > 4:
   parallel.initialize_distributed(sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
 
-conditional = os.environ.get("VAEJAX_WORKER_MODEL") == "cvae"
+which = os.environ.get("VAEJAX_WORKER_MODEL")
+conditional = which in ("cvae", "aae", "wae")
 estimator = estimators.make_estimator("iwae", num_samples=3)
-if os.environ.get("VAEJAX_WORKER_MODEL") == "vqvae":
+optimizer = optax.adam(1e-2)
+if which in ("aae", "wae"):
+  model = models.aae.make_prior_matching_ae(
+      regularizer="adversarial" if which == "aae" else "mmd", architecture="mlp",
+      image_shape=(8, 8, 1), latent_dim=2, hidden=(32,), likelihood="bernoulli",
+      latent_prior="mixture2d", discriminator_hidden=(16,), supervised=which == "aae")
+  estimator = estimators.make_estimator(which, "adversarial" if which == "aae" else "mmd")
+  if which == "aae":
+    optimizer = phases.PhasedOptimizer(tuple((p.name, p.groups, optax.adam(1e-2))
+                                             for p in model.phases))
+elif which == "vqvae":
   model = models.vqvae.make_vqvae(image_shape=(8, 8, 1), features=(4, 8), num_codes=16,
                                   code_dim=4, codebook_update="ema", restart_after=2)
   estimator = estimators.make_estimator("vq", "straight_through")
@@ -32,9 +47,9 @@ elif conditional:
                                 hidden=(32,), condition="label", prior="learned")
 else:
   model = models.make_vae(architecture="mlp", image_shape=(8, 8, 1), latent_dim=4, hidden=(32,))
-optimizer = optax.adam(1e-2)
+loss_fn = builders.build_loss(ml_collections.ConfigDict({"parallel": mode}), model, estimator)
 runner = parallel.make_runner(
-    mode, loss_fn=objectives.make_batch_loss(model, estimator.per_example),
+    mode, loss_fn=loss_fn,
     optimizer=optimizer, preprocess=training.make_preprocess(255, True), batch_size=32,
     max_consecutive_skips=5, update_state=getattr(model, "update_state", None))
 images = np.asarray(jax.random.randint(jax.random.PRNGKey(0), (512, 8, 8, 1), 0, 256), np.uint8)

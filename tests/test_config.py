@@ -13,7 +13,7 @@ from vaejax import config as config_lib
     ("learning_rate", -1e-3, r"must be > 0"),
     ("epochs", 0, r"config.epochs=0 must be >= 1"),
     ("estimator", "magic", r"config.estimator='magic' is not valid; choose one of \['pathwise'"),
-    ("objective", "elbow", r"choose one of \['elbo', 'iwae', 'ae', 'vq', 'code_prior'\]"),
+    ("objective", "elbow", r"choose one of \['elbo', 'iwae', 'ae', 'vq', 'code_prior', 'aae', 'wae'\]"),
     ("architecture", "resnet", r"config.architecture='resnet'.*\['mlp', 'conv'\]"),
     ("dataset", "cifar", r"config.dataset='cifar'"),
     ("parallel", "tpu", r"\['none', 'pmap', 'sharding'\]"),
@@ -52,8 +52,12 @@ def test_burda_learning_rate_schedule():
     assert float(schedule(epoch * 10)) == pytest.approx(1e-3 * 10 ** (-i / 7), rel=1e-5), epoch
   config.lr_schedule = "constant"
   assert experiment.learning_rate(config, 10) == 1e-3
-  config.lr_schedule = "cosine"
-  with pytest.raises(config_lib.ConfigError, match=r"config.lr_schedule='cosine'"):
+  config.lr_schedule, config.epochs = "cosine", 4
+  cosine = experiment.learning_rate(config, 10)
+  for step, value in [(0, 1e-3), (20, 5e-4), (40, 0.0)]:  # half way down at half the run
+    assert float(cosine(step)) == pytest.approx(value, abs=1e-9), step
+  config.lr_schedule = "linear"
+  with pytest.raises(config_lib.ConfigError, match=r"config.lr_schedule='linear'"):
     config_lib.validate(config)
 
 
@@ -68,7 +72,7 @@ def test_a_key_added_since_the_checkpoint_counts_as_unchanged_only_at_its_defaul
 
 
 @pytest.mark.parametrize("overrides,match", [
-    (dict(model="gan"), r"config.model='gan' is not valid; choose one of \['vae', 'cvae', 'hvae', 'ladder', 'vqvae', 'vqvae_prior'\]"),
+    (dict(model="gan"), r"config.model='gan' is not valid; choose one of \['vae', 'cvae', 'hvae', 'ladder', 'vqvae', 'vqvae_prior', 'aae', 'wae'\]"),
     (dict(model="cvae"), r"model='cvae' with condition='label' needs labelled training data; "
                          r"dataset='binarized_mnist' has no training labels"),
     (dict(model="cvae", condition="text", dataset="mnist", dynamic_binarization=True),
@@ -85,6 +89,23 @@ def test_a_key_added_since_the_checkpoint_counts_as_unchanged_only_at_its_defaul
      r"capacity_max ramps its own target C\(t\); set kl_warmup_steps=0"),
     (dict(objective="ae", eval_importance_samples=100), r"objective='ae' has no posterior variance"),
     (dict(objective="iwae", capacity_gamma=10.0), r"capacity_gamma=10.0 shapes the ELBO's KL"),
+    (dict(model="aae", objective="aae", estimator="adversarial", latent_dim=2,
+          latent_prior="mixture2d", supervised=True),
+     r"config.supervised needs labelled training data; dataset='binarized_mnist' has none"),
+    (dict(model="wae", objective="wae", estimator="mmd", latent_dim=2, latent_prior="mixture2d",
+          supervised=True), r"config.supervised is the AAE's"),
+    (dict(model="aae", objective="aae", estimator="adversarial", dataset="mnist",
+          dynamic_binarization=True, supervised=True), r"use latent_prior='mixture2d' or"),
+    (dict(model="aae", objective="elbo"), r"these families train on their own objectives"),
+    (dict(latent_dim=2, latent_prior="swissroll2d"), r"'swissroll2d' has no density"),
+    (dict(latent_prior="mixture2d"), r"lives in 2-D: set latent_dim=2 \(it is 20\)"),
+    (dict(model="cvae", condition="quadrants", latent_dim=2, latent_prior="mixture2d"),
+     r"latent_prior='mixture2d' applies to model='vae', 'aae' or 'wae' only"),
+    (dict(mmd_weight=5.0), r"config.mmd_weight applies to model='aae' or 'wae' only"),
+    (dict(model="aae", objective="aae", estimator="adversarial", mmd_weight=5.0),
+     r"config.mmd_weight applies to model='wae' only"),
+    (dict(model="wae", objective="wae", estimator="mmd", batch_size=1),
+     r"the WAE's MMD term needs >= 2 examples per batch"),
 ])
 def test_model_and_data_mismatches_are_one_line_errors(overrides, match):
   config = config_lib.base_config()

@@ -101,6 +101,25 @@ def test_vqvae_ema_codebook_on_eight_devices_matches_one_device(tmp_path):
     _assert_same(result, single)
 
 
+@pytest.mark.parametrize("model", ["aae", "wae"])
+def test_prior_matching_autoencoders_on_eight_devices_match_one_device(model, tmp_path):
+  """The AAE's three phases each average their gradient over devices; the WAE's
+  MMD term gathers the codes of the global batch (pmap) or sees it whole
+  (sharding): both give the single-device params."""
+  procs = {mode: _worker(mode, tmp_path / f"{mode}.npz", model=model)
+           for mode in ("none", "pmap", "sharding")}
+  for proc in procs.values():
+    _finish(proc)
+  single = _params(tmp_path / "none.npz")
+  assert np.isfinite(float(single["metric/loss"]))
+  key = "metric/discriminator_accuracy" if model == "aae" else "metric/mmd"
+  assert key in single
+  for mode in ("pmap", "sharding"):
+    result = _params(tmp_path / f"{mode}.npz")
+    assert int(result["devices"]) == 8 and int(result["step"]) == 10
+    _assert_same(result, single)
+
+
 @pytest.mark.parametrize("mode", ["pmap", "sharding"])
 def test_eight_devices_match_one_device(mode, single_device, tmp_path):
   out = tmp_path / f"{mode}.npz"

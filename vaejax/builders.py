@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from vaejax import (checkpoint, config as config_lib, data, estimators, evaluate, models,
-                    objectives, optim, replicas, training)
+                    objectives, optim, parallel, phases, replicas, training)
 from vaejax.models import code_prior
 
 
@@ -82,7 +82,7 @@ def restore_params(workdir: str, config, model, step: Optional[int] = None, *,
   problem (no checkpoints/, no readable checkpoint, no checkpoint at step, no such
   replica)."""
   estimator = build_estimator(config)
-  optimizer = build_optimizer(config, estimator)
+  optimizer = build_optimizer(config, estimator, model=model)
   key = jax.random.PRNGKey(0)  # only shapes matter: the checkpoint overwrites every leaf
   like = training.create_train_state({**model.init(key), **estimator.init_params(key, model)},
                                      optimizer, key=key)
@@ -129,22 +129,55 @@ def build_estimator(config, *, for_eval: bool = False) -> estimators.Estimator:
       baseline_decay=config.baseline_decay, kl_penalty=penalty)
 
 
-def learning_rate(config, steps_per_epoch: int):
-  """config.learning_rate, or Burda et al.'s schedule: lr * 10^(-i/7) for 3^i epochs,
-  i = 0, 1, ... (3280 epochs for i <= 7)."""
+def learning_rate(config, steps_per_epoch: int, base=None):
+  """The rate `base` (default config.learning_rate) under config.lr_schedule:
+  constant; burda, Burda et al.'s lr * 10^(-i/7) for 3^i epochs, i = 0, 1, ...
+  (3280 epochs for i <= 7); cosine, a cosine decay from lr to 0 over the run's
+  config.epochs (Loshchilov & Hutter 2017, without restarts)."""
+  base = config.learning_rate if base is None else base
   if config.lr_schedule == "constant":
-    return config.learning_rate
+    return base
+  if config.lr_schedule == "cosine":
+    return optax.cosine_decay_schedule(base, max(1, config.epochs * steps_per_epoch))
   boundaries, epochs = {}, 0
   for i in range(1, 8):
     epochs += 3 ** (i - 1)
     boundaries[epochs * steps_per_epoch] = 10 ** (-1 / 7)  # multiplies the previous value
-  return optax.piecewise_constant_schedule(config.learning_rate, boundaries)
+  return optax.piecewise_constant_schedule(base, boundaries)
 
 
-def build_optimizer(config, estimator: estimators.Estimator,
-                    steps_per_epoch: int = 1) -> optax.GradientTransformation:
+def build_loss(config, model, estimator: estimators.Estimator):
+  """The train step's loss: objectives.make_batch_loss of the estimator, or for a
+  model with phases {phase name: its batch loss} (`vaejax.phases`). Under pmap a
+  model's batch term gathers its inputs over the device axis."""
+  axis_name = parallel.AXIS if config.parallel == "pmap" else None
+  model_phases = getattr(model, "phases", ())
+  if not model_phases:
+    return objectives.make_batch_loss(model, estimator.per_example, axis_name=axis_name)
+
+  def per_example(objective):
+    return lambda model, params, x, *, key, step=0: objective(params, x, key=key, step=step)
+  return {p.name: objectives.make_batch_loss(model, per_example(p.objective), axis_name=axis_name)
+          for p in model_phases}
+
+
+def build_optimizer(config, estimator: estimators.Estimator, steps_per_epoch: int = 1, *,
+                    model=None) -> optax.GradientTransformation | phases.PhasedOptimizer:
+  """Adam with config's settings (and schedule); for a model with phases one Adam
+  per phase over its groups, at config.<phase>_learning_rate where that key is set
+  (> 0), else at config.learning_rate, each under config.lr_schedule."""
   lr = learning_rate(config, steps_per_epoch)
   adam_settings = dict(b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps)
+  model_phases = getattr(model, "phases", ())
+  if model_phases:
+    def rate(name):  # a replicated run's swept rate is a traced scalar
+      value = getattr(config, f"{name}_learning_rate", 0.0)
+      if isinstance(value, jax.Array):
+        return learning_rate(config, steps_per_epoch,
+                             jnp.where(value > 0, value, config.learning_rate))
+      return learning_rate(config, steps_per_epoch, value or config.learning_rate)
+    return phases.PhasedOptimizer(tuple(
+        (p.name, p.groups, optax.adam(rate(p.name), **adam_settings)) for p in model_phases))
   if config.grad_clip_norm <= 0 and estimator.baseline != "moving_average":
     # Plain Adam: the variant that skips non-finite updates in place (same state).
     # Clipping and the moving-average baseline's EMA (an optax.multi_transform) wrap

@@ -12,11 +12,9 @@ import os
 import ml_collections
 
 from vaejax import data, estimators, models, parallel, replicas
+from vaejax.config_checks import (AAE_KEYS, PRIOR_KEYS, VQ_KEYS, ConfigError, at_least,
+                                  check_aae, check_hvae, check_vq_prior, check_vqvae, choice)
 from vaejax.models import cvae
-
-
-class ConfigError(ValueError):
-  pass
 
 
 def base_config() -> ml_collections.ConfigDict:
@@ -28,7 +26,7 @@ def base_config() -> ml_collections.ConfigDict:
   c.validation_split = False  # mnist only: train on train[:50000], also evaluate on the last 10k
   c.train_subset = 0  # 0: the whole split
   c.eval_subset = 0
-  # Model (vaejax.models: vae | cvae | hvae | ladder | vqvae | vqvae_prior).
+  # Model (vaejax.models: vae | cvae | hvae | ladder | vqvae | vqvae_prior | aae | wae).
   c.model = "vae"
   c.condition = "label"  # cvae: label | quadrants
   c.observed_quadrants = 1  # cvae with condition=quadrants: 1, 2 or 3 observed quadrants
@@ -52,6 +50,19 @@ def base_config() -> ml_collections.ConfigDict:
   c.prior_width = 64
   c.prior_depth = 2
   c.prior_heads = 4
+  # Prior matching. latent_prior (vae, aae, wae): gaussian | mixture2d | swissroll2d
+  # (vaejax.latent_priors; a VAE takes gaussian or mixture2d). aae: a discriminator of
+  # discriminator_hidden widths; supervised sends digit c to prior region c; phase
+  # learning rates (0: learning_rate) for its discriminator and generator updates.
+  # wae: mmd_weight is lambda. Both: the code is a draw of q(z|x) if stochastic_encoder.
+  c.latent_prior = "gaussian"
+  c.supervised = False
+  c.stochastic_encoder = False
+  c.discriminator_hidden = (500, 500)
+  c.discriminator_learning_rate = 0.0
+  c.generator_learning_rate = 0.0
+  c.mmd_weight = 10.0
+  c.gradient_penalty = 0.0  # aae: R1 penalty gamma on the discriminator (0: none)
   c.architecture = "mlp"
   c.hidden = (500,)
   c.latent_dim = 20
@@ -78,7 +89,7 @@ def base_config() -> ml_collections.ConfigDict:
   # Optimisation.
   c.batch_size = 128
   c.learning_rate = 1e-3
-  c.lr_schedule = "constant"  # constant | burda (lr * 10^(-i/7) for 3^i epochs)
+  c.lr_schedule = "constant"  # constant | burda (lr * 10^(-i/7) for 3^i epochs) | cosine (to 0)
   c.adam_b1 = 0.9
   c.adam_b2 = 0.999
   c.adam_eps = 1e-8
@@ -113,44 +124,34 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
   return module.get_config()
 
 
-def _choice(config, key, valid):
-  if config[key] not in valid:
-    raise ConfigError(f"config.{key}={config[key]!r} is not valid; choose one of {list(valid)}")
-
-
-def _at_least(config, key, low):
-  if not config[key] >= low:
-    raise ConfigError(f"config.{key}={config[key]!r} must be >= {low}")
-
-
 def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   """Raises ConfigError naming the first invalid value."""
-  _choice(config, "dataset", data.DATASETS)
-  _choice(config, "model", models.MODELS)
-  _choice(config, "condition", cvae.CONDITIONS)
-  _choice(config, "prior", cvae.PRIORS)
-  _choice(config, "observed_quadrants", (1, 2, 3))
-  _choice(config, "architecture", models.ARCHITECTURES)
-  _choice(config, "likelihood", models.LIKELIHOODS)
-  _choice(config, "objective", tuple(estimators.OBJECTIVE_ESTIMATORS))
-  _choice(config, "estimator", estimators.OBJECTIVE_ESTIMATORS[config.objective])
-  _choice(config, "baseline", estimators.BASELINES)
-  _choice(config, "lr_schedule", ("constant", "burda"))
-  _choice(config, "compute_dtype", tuple(models.COMPUTE_DTYPES))
-  _choice(config, "parallel", parallel.MODES)
+  choice(config, "dataset", data.DATASETS)
+  choice(config, "model", models.MODELS)
+  choice(config, "condition", cvae.CONDITIONS)
+  choice(config, "prior", cvae.PRIORS)
+  choice(config, "observed_quadrants", (1, 2, 3))
+  choice(config, "architecture", models.ARCHITECTURES)
+  choice(config, "likelihood", models.LIKELIHOODS)
+  choice(config, "objective", tuple(estimators.OBJECTIVE_ESTIMATORS))
+  choice(config, "estimator", estimators.OBJECTIVE_ESTIMATORS[config.objective])
+  choice(config, "baseline", estimators.BASELINES)
+  choice(config, "lr_schedule", ("constant", "burda", "cosine"))
+  choice(config, "compute_dtype", tuple(models.COMPUTE_DTYPES))
+  choice(config, "parallel", parallel.MODES)
   from vaejax.nets import ACTIVATIONS
-  _choice(config, "activation", tuple(ACTIVATIONS))
+  choice(config, "activation", tuple(ACTIVATIONS))
   for key in ("batch_size", "num_samples", "epochs", "eval_batch_size"):
-    _at_least(config, key, 1)
+    at_least(config, key, 1)
   # latent_dim = 0 is the CVAE's deterministic baseline network p(x|c).
-  _at_least(config, "latent_dim", 0 if config.model == "cvae" else 1)
+  at_least(config, "latent_dim", 0 if config.model == "cvae" else 1)
   for key in ("beta", "grad_clip_norm", "num_devices", "train_subset", "eval_subset", "steps_per_dispatch",
               "log_every", "eval_every", "checkpoint_every", "num_image_samples", "kl_warmup_steps",
               "free_bits", "capacity_max", "capacity_steps", "capacity_gamma",
               "eval_importance_samples"):
-    _at_least(config, key, 0)
-  _at_least(config, "keep_checkpoints", 1)
-  _at_least(config, "max_consecutive_skips", 1)
+    at_least(config, key, 0)
+  at_least(config, "keep_checkpoints", 1)
+  at_least(config, "max_consecutive_skips", 1)
   if not config.learning_rate > 0:
     raise ConfigError(f"config.learning_rate={config.learning_rate!r} must be > 0")
   if not config.gaussian_scale > 0:
@@ -158,7 +159,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
   hidden = config.hidden if isinstance(config.hidden, (tuple, list)) else (config.hidden,)
   if not hidden or any(not isinstance(h, int) or h < 1 for h in hidden):
     raise ConfigError(f"config.hidden={config.hidden!r} must be a non-empty tuple of positive ints")
-  _at_least(config, "num_replicas", 1)
+  at_least(config, "num_replicas", 1)
   if config.num_replicas > 1 or config.sweep:
     _check_replicas(config, num_devices)
     return
@@ -183,7 +184,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
                       f"data; dataset={config.dataset!r} has no training labels: use "
                       f"dataset='mnist'")
   if config.model in ("hvae", "ladder"):
-    _check_hvae(config)
+    check_hvae(config)
   own = models.OWN_OBJECTIVE
   if own.get(config.model) != config.objective and (
       config.model in own or config.objective in own.values()):
@@ -195,12 +196,20 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
     if changed and config.model != model:
       raise ConfigError(f"config.{changed[0]} applies to model={model!r} only")
   if config.model in own and config.eval_importance_samples:
-    raise ConfigError("config.eval_importance_samples: the VQ-VAE's posterior is a point mass; "
-                      "its bound is test neg_elbo")
+    raise ConfigError(f"config.eval_importance_samples: model={config.model!r} has no "
+                      f"importance-sampled likelihood (a point-mass posterior, or no prior density)")
+  changed = [k for k in AAE_KEYS if config[k] != base_config()[k]]
+  if changed and config.model not in ("aae", "wae"):
+    raise ConfigError(f"config.{changed[0]} applies to model='aae' or 'wae' only")
+  if config.latent_prior != "gaussian" and config.model not in ("vae", "aae", "wae"):
+    raise ConfigError(f"config.latent_prior={config.latent_prior!r} applies to model='vae', "
+                      f"'aae' or 'wae' only")
+  if config.model in ("vae", "aae", "wae"):
+    check_aae(config)
   if config.model == "vqvae":
-    _check_vqvae(config, hidden)
+    check_vqvae(config, hidden)
   if config.model == "vqvae_prior":
-    _check_vq_prior(config)
+    check_vq_prior(config)
   if config.model != "cvae" and config.prior != "standard_normal":
     raise ConfigError(f"config.prior={config.prior!r} applies to model='cvae' only")
   kl_keys = ("kl_warmup_steps", "free_bits", "capacity_max", "capacity_steps", "capacity_gamma")
@@ -247,73 +256,3 @@ def _check_replicas(config, num_devices: int) -> None:
     except ConfigError as e:
       which = ", ".join(f"{k}={v[r]:g}" for k, v in sweep.items())
       raise ConfigError(f"replica {r}{' (' + which + ')' if which else ''}: {e}") from None
-
-
-VQ_KEYS = ("num_codes", "code_dim", "commitment_cost", "codebook_update", "ema_decay",
-           "restart_after_steps")
-
-
-PRIOR_KEYS = ("vqvae_workdir", "prior_width", "prior_depth", "prior_heads")
-
-
-def _check_vq_prior(config) -> None:
-  if not config.vqvae_workdir:
-    raise ConfigError("config.model='vqvae_prior' needs config.vqvae_workdir, the workdir of a "
-                      "trained model='vqvae' run whose codes it fits")
-  for key in ("prior_width", "prior_depth", "prior_heads"):
-    _at_least(config, key, 1)
-  if config.prior_width % config.prior_heads:
-    raise ConfigError(f"config.prior_width={config.prior_width} must be divisible by "
-                      f"config.prior_heads={config.prior_heads}")
-
-
-def _check_vqvae(config, hidden) -> None:
-  from vaejax.models import vqvae
-  _choice(config, "codebook_update", vqvae.CODEBOOK_UPDATES)
-  _choice(config, "likelihood", vqvae.LIKELIHOODS)
-  for key in ("num_codes", "code_dim"):
-    _at_least(config, key, 1)
-  _at_least(config, "restart_after_steps", 0)
-  if not config.commitment_cost >= 0:
-    raise ConfigError(f"config.commitment_cost={config.commitment_cost!r} must be >= 0")
-  if not 0 < config.ema_decay < 1:
-    raise ConfigError(f"config.ema_decay={config.ema_decay!r} must be in (0, 1)")
-  if config.restart_after_steps and config.codebook_update != "ema":
-    raise ConfigError("config.restart_after_steps needs codebook_update='ema' (restarts reset "
-                      "the EMA statistics)")
-  if len(hidden) != 2:
-    raise ConfigError(f"config.hidden={config.hidden!r}: model='vqvae' takes two conv widths, "
-                      f"one per 2x downsampling to the code grid")
-  if config.compute_dtype != "float32" or config.architecture != "conv":
-    raise ConfigError("config.model='vqvae' is convolutional in float32: set "
-                      "architecture='conv', compute_dtype='float32'")
-
-
-def _check_hvae(config) -> None:
-  dims = tuple(config.latent_dims)
-  if any(not isinstance(h, (tuple, list)) for h in config.layer_hidden):
-    raise ConfigError(f"config.layer_hidden={config.layer_hidden!r} must hold one tuple of "
-                      f"positive widths per stochastic layer ({len(dims)})")
-  hidden = tuple(tuple(h) for h in config.layer_hidden)
-  if config.likelihood == "gaussian_learned":
-    raise ConfigError(f"config.likelihood='gaussian_learned' is not available for "
-                      f"model={config.model!r} (use gaussian_fixed)")
-  if not dims or any(not isinstance(d, int) or d < 1 for d in dims):
-    raise ConfigError(f"config.latent_dims={config.latent_dims!r} must be a non-empty tuple "
-                      f"of positive ints (units per stochastic layer, bottom first)")
-  if len(hidden) != len(dims) or any(not isinstance(w, int) or w < 1 for h in hidden for w in h):
-    raise ConfigError(f"config.layer_hidden={config.layer_hidden!r} must hold one tuple of "
-                      f"positive widths per stochastic layer ({len(dims)})")
-  if config.objective == "elbo" and config.analytic_kl:
-    raise ConfigError(f"config.model={config.model!r} has no closed-form KL: set "
-                      f"analytic_kl=False (the Monte-Carlo KL)")
-  if config.architecture != "mlp" or config.compute_dtype != "float32":
-    raise ConfigError(f"config.model={config.model!r} is an MLP in float32: set "
-                      f"architecture='mlp', compute_dtype='float32'")
-  if config.model == "ladder" and any(not h for h in hidden):
-    raise ConfigError(f"config.layer_hidden={config.layer_hidden!r}: every ladder rung needs "
-                      f">= 1 deterministic layer (its bottom-up Gaussian is read off it)")
-  if config.model == "ladder" and config.estimator == "rws":
-    raise ConfigError("estimator='rws' does not apply to model='ladder': its wake-phase q "
-                      "update would also move the prior networks the ladder posterior shares "
-                      "(use dreg, the pathwise IWAE or stl)")

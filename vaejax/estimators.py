@@ -22,6 +22,9 @@ one by (objective, estimator) name and closes over the static settings.
                              `model.objective`, a family that writes its objective itself
                              (models.base, objective tier)
   code_prior maximum_likelihood  a learned prior over a frozen VQ-VAE's codes: model.objective
+  aae        adversarial     the adversarial autoencoder's three phases (model.phases,
+                             vaejax.phases); model.objective is its evaluation
+  wae        mmd             WAE-MMD: model.objective plus its batch term (model.batch_objective)
 
 Baselines live in params["baseline"]; a moving average is a scalar fitted by
 `make_optimizer` with SGD at rate 1 - decay on 0.5 (b - signal)^2, which is
@@ -46,6 +49,8 @@ OBJECTIVE_ESTIMATORS = {
     "ae": ("pathwise",),
     "vq": ("straight_through",),
     "code_prior": ("maximum_likelihood",),
+    "aae": ("adversarial",),
+    "wae": ("mmd",),
 }
 # Objectives a model family defines itself (model.objective); the estimator is part of it.
 OWN_OBJECTIVES = tuple(OWN_OBJECTIVE.values())

@@ -17,11 +17,11 @@ import jax
 import ml_collections
 import numpy as np
 
-from vaejax import (checkpoint, config as config_lib, objectives, parallel, pictures, replicas,
+from vaejax import (checkpoint, config as config_lib, parallel, pictures, replicas,
                     run_logs, tensorboard_writer, training)
 from vaejax.builders import (EVAL_BINARIZATION_KEY, build_estimator, build_evaluator,  # noqa: F401
-                             build_model, build_optimizer, examples, importance_nll,
-                             learning_rate, load_data)
+                             build_loss, build_model, build_optimizer, examples,
+                             importance_nll, learning_rate, load_data)
 
 # Summary fields that are wall-clock measurements, so differ between identical runs.
 TIMING_KEYS = ("examples_per_sec", "train_seconds", "compile_seconds", "eval_seconds")
@@ -64,7 +64,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   model = build_model(config, train_set.images.shape[1:])
   steps_per_epoch = len(train_set) // config.batch_size
   estimator = build_estimator(config)
-  optimizer = build_optimizer(config, estimator, steps_per_epoch)
+  optimizer = build_optimizer(config, estimator, steps_per_epoch, model=model)
   keys = [_run_keys(config.seed + r) for r in range(config.num_replicas)]
   states = [training.create_train_state(
       {**model.init(k["init"]), **estimator.init_params(k["baseline"], model)}, optimizer,
@@ -87,7 +87,7 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
         writer = tensorboard_writer.TensorBoardWriter(
             workdir, purge_step=int(np.max(state.step)) + 1)
       runner = parallel.make_runner(
-          config.parallel, loss_fn=objectives.make_batch_loss(model, estimator.per_example),
+          config.parallel, loss_fn=build_loss(config, model, estimator),
           optimizer=optimizer, replicas=_replica_spec(config, model, steps_per_epoch),
           preprocess=training.make_preprocess(train_set.max_value, config.dynamic_binarization),
           batch_size=config.batch_size, max_consecutive_skips=config.max_consecutive_skips,
@@ -110,8 +110,8 @@ def _replica_spec(config, model, steps_per_epoch) -> parallel.Replicas | None:
   def build(values):
     replica_config = replicas.TracedConfig(config, values)
     estimator = build_estimator(replica_config)
-    return (objectives.make_batch_loss(model, estimator.per_example),
-            build_optimizer(replica_config, estimator, steps_per_epoch))
+    return (build_loss(config, model, estimator),
+            build_optimizer(replica_config, estimator, steps_per_epoch, model=model))
 
   sweep = replicas.parse_sweep(config.sweep, config.num_replicas)
   return parallel.Replicas(config.num_replicas, replicas.hyperparams(sweep), build)

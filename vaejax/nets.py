@@ -132,6 +132,23 @@ class MLPDecoder(nn.Module):
     return out.astype(jnp.float32).reshape(z.shape[:-1] + (height, width, channels))
 
 
+class MLPDiscriminator(nn.Module):
+  """z [latent_dim] (and condition features, e.g. a one-hot label) -> hidden Dense
+  layers -> one logit []: the AAE's discriminator, D(z) = sigmoid(logit) the
+  probability that z is a prior draw."""
+
+  hidden: Sequence[int]
+  activation: str = "relu"
+
+  @nn.compact
+  def __call__(self, z, condition=None):
+    act = _activation(self.activation)
+    h = _with_condition(z, condition)
+    for i, width in enumerate(self.hidden):
+      h = act(nn.Dense(width, name=f"hidden_{i}")(h))
+    return nn.Dense(1, name="logit")(h)[..., 0]
+
+
 class PatchConv(nn.Module):
   """A k x k 'SAME' convolution over [..., H, W, C] as k*k shifted (strided)
   slices concatenated on the channel axis, then one matmul.

@@ -19,7 +19,7 @@ import jax.numpy as jnp
 
 from vaejax import distributions
 from vaejax.models import LatentVariableModel, Params
-from vaejax.models.base import STATS
+from vaejax.models.base import BATCH, STATS
 
 Metrics = dict[str, jax.Array]
 PerExampleObjective = Callable[..., tuple[jax.Array, Metrics]]
@@ -176,7 +176,8 @@ def make_kl_penalty(*, beta: float = 1.0, warmup_steps: int = 0, free_bits: floa
   return KLPenalty(penalty, weight, bool(free_bits > 0 or capacity_max > 0))
 
 
-def make_batch_loss(model: LatentVariableModel, per_example: PerExampleObjective):
+def make_batch_loss(model: LatentVariableModel, per_example: PerExampleObjective, *,
+                    axis_name: str | None = None):
   """loss(params, batch, *, key, example_offset=0, step=0) -> (-mean surrogate, mean metrics).
 
   per_example(model, params, x, *, key, step) -> (surrogate, metrics) is an
@@ -187,6 +188,13 @@ def make_batch_loss(model: LatentVariableModel, per_example: PerExampleObjective
   metrics["loss"] is minus the objective itself, whatever the surrogate.
   `step` drives KL schedules (warm-up, capacity). Statistics under STATS stay
   per example ([B, ...]): the model's update_state reduces them.
+
+  Outputs under BATCH go to model.batch_objective (models.base), whose
+  surrogate is added to the mean and whose value to metrics["loss"] (negated).
+  Under pmap (`axis_name`) they are first all-gathered into the global batch,
+  so every device computes the same batch term; the all-gather's transpose sums
+  each device's cotangent, so after the train step's pmean the gradient is the
+  single-device one.
   """
   def one(params, x, key, step):
     return per_example(model, params, x, key=key, step=step)
@@ -195,9 +203,17 @@ def make_batch_loss(model: LatentVariableModel, per_example: PerExampleObjective
     keys = example_keys(key, batch_size_of(batch), example_offset)
     surrogate, metrics = jax.vmap(one, in_axes=(None, 0, 0, None))(params, batch, keys, step)
     stats = metrics.pop(STATS, None)
+    outputs = metrics.pop(BATCH, None)
     metrics = jax.tree_util.tree_map(jnp.mean, metrics)
     if stats is not None:
       metrics[STATS] = stats
-    return -jnp.mean(surrogate), metrics
+    surrogate = jnp.mean(surrogate)
+    if outputs is not None:
+      if axis_name is not None:
+        outputs = jax.lax.all_gather(outputs, axis_name, tiled=True)
+      batch_surrogate, batch_metrics = model.batch_objective(params, outputs, step=step)
+      surrogate = surrogate + batch_surrogate
+      metrics.update(batch_metrics, loss=metrics["loss"] - batch_surrogate)
+    return -surrogate, metrics
 
   return loss

@@ -221,3 +221,46 @@ def code_usage(path: str, counts: dict) -> None:
     ax.set_ylabel("times chosen over the test set")
   fig.tight_layout()
   _save(plt, fig, path)
+
+
+def codes_over_priors(path: str, rows: list[list[dict]]) -> None:
+  """Makhzani et al.'s Figure 2: test codes coloured by digit over the prior, one row
+  per prior, one column per model.
+
+  Each panel: title str; codes [N, 2]; labels [N] digits 0-9; and the prior as
+  either density [n, n] (p(z) on a grid over extent, row 0 at the bottom) or
+  prior_samples [M, 2] (a prior with no density); extent (zmin, zmax, zmin, zmax).
+  """
+  who = "codes_over_priors"
+  if not rows or not all(rows):
+    raise ValueError(f"{who}: no panels")
+  plt = _pyplot()
+  cols = max(len(r) for r in rows)
+  fig, axes = plt.subplots(len(rows), cols, squeeze=False, layout="constrained",
+                           figsize=(3.4 * cols + 0.8, 3.3 * len(rows)))
+  points = None
+  for i, row in enumerate(rows):
+    for j, panel in enumerate(row):
+      title, codes, labels, extent = _fields(panel, ("title", "codes", "labels", "extent"), who, j)
+      codes, labels = _array(codes, 2, who, f"panel {i},{j} codes [N, 2]", False), np.ravel(labels)
+      if codes.shape[1] != 2 or len(labels) != len(codes):
+        raise ValueError(f"{who}: panel {i},{j} needs codes [N, 2] and labels [N], got "
+                         f"{codes.shape} and {labels.shape}")
+      ax = axes[i, j]
+      if panel.get("density") is not None:
+        ax.imshow(np.asarray(panel["density"]), origin="lower", extent=tuple(extent),
+                  cmap="Greys", alpha=0.6, aspect="auto")
+      points = ax.scatter(codes[:, 0], codes[:, 1], c=labels, cmap="tab10", s=2, vmin=-0.5,
+                          vmax=9.5)
+      if panel.get("prior_samples") is not None:  # on top, faint: the codes would hide them
+        prior = np.asarray(panel["prior_samples"])
+        ax.scatter(prior[:, 0], prior[:, 1], s=0.3, c="k", alpha=0.3)
+      if panel.get("density") is not None:  # contours on top: the codes hide the shading
+        density = np.asarray(panel["density"])
+        ax.contour(density, levels=np.max(density) * np.array([0.05, 0.5]), colors="k",
+                   linewidths=0.6, origin="lower", extent=tuple(extent))
+      ax.set(title=title, xlim=extent[:2], ylim=extent[2:], xlabel="z[0]", ylabel="z[1]")
+    for j in range(len(row), cols):
+      axes[i, j].axis("off")
+  fig.colorbar(points, ax=axes.ravel().tolist(), ticks=range(10), label="digit")
+  _save(plt, fig, path)

@@ -14,7 +14,7 @@ import jax
 import jax.numpy as jnp
 import optax
 
-from vaejax import optim
+from vaejax import optim, phases
 from vaejax.models.base import STATS, UpdateState
 from vaejax.objectives import example_keys
 
@@ -69,21 +69,9 @@ def make_preprocess(max_value: int, dynamic_binarization: bool):
   return preprocess
 
 
-def _safe_to_apply(tree) -> jax.Array:
-  """[] bool: the sum of squares of every element of every (float) leaf is finite.
-
-  That is, the tree's L2 norm is below ~1.84e19 = sqrt(float32 max): False for any
-  inf or NaN, and for any single value above ~1.84e19, whose square would
-  overflow Adam's second moment to inf and zero that coordinate's updates for
-  the rest of the run without any error. (A tree of all-smaller values whose
-  norm still passes 1.84e19, an RMS of ~1.6e16 over the reference model's 1.4M
-  gradients, is skipped too.) Squares are taken in float32, so this holds for
-  float32 and bfloat16 leaves. One float reduction: XLA:CPU vectorises it, about
-  6x faster than and-reducing isfinite (benchmarks/NOTES.md), and this check
-  runs over every gradient each step.
-  """
-  leaves = jax.tree_util.tree_leaves(tree)
-  return jnp.isfinite(sum(jnp.sum(jnp.square(x.astype(jnp.float32))) for x in leaves))
+# The guard's check (optim.safe_to_apply), looked up here at call time so benchmarks
+# can swap it.
+_safe_to_apply = optim.safe_to_apply
 
 
 def make_gradient(loss_fn: LossFn, preprocess):
@@ -123,10 +111,30 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, pr
   order, so every device computes the same update. update_state(params, stats,
   key=, step=) -> (new values of some top-level param groups, batch-level
   metrics) runs on the pre-step params and is applied when the step is.
+
+  A `phases.PhasedOptimizer` makes this a multi-phase step: loss_fn is then
+  {phase name: batch loss}, the phases run in order (`phases.phased_update`) and
+  the non-finite guard keeps or discards all of them together.
   """
+  phased = isinstance(optimizer, phases.PhasedOptimizer)
+  if phased and update_state is not None:
+    raise ValueError("a phased step (phases.PhasedOptimizer) takes no update_state")
   gradient = make_gradient(loss_fn, preprocess)
 
-  def train_step(state: TrainState, batch, example_offset=0, active=None):
+  def phased_step(state: TrainState, batch, example_offset, active):
+    """Every phase in order; the whole step kept or discarded on `ok`."""
+    noise_key, binarize_key = jax.random.split(jax.random.fold_in(state.key, state.step))
+    x = preprocess(batch, key=binarize_key, example_offset=example_offset)
+    new_params, new_opt_state, metrics, safe = phases.phased_update(
+        loss_fn, optimizer, state.params, state.opt_state, x, key=noise_key,
+        example_offset=example_offset, step=state.step, axis_name=axis_name)
+    ok = safe if active is None else safe & active
+    keep_if_ok = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
+    return (jax.tree_util.tree_map(keep_if_ok, new_params, state.params),
+            jax.tree_util.tree_map(keep_if_ok, new_opt_state, state.opt_state), metrics, safe,
+            {}, ok)
+
+  def gradient_step(state: TrainState, batch, example_offset, active):
     (loss, metrics), grads = gradient(state, batch, example_offset)
     metrics = dict(metrics)
     stats = metrics.pop(STATS, None)
@@ -154,6 +162,12 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, pr
       keep_if_ok = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
       params = jax.tree_util.tree_map(keep_if_ok, new_params, state.params)
       opt_state = jax.tree_util.tree_map(keep_if_ok, new_opt_state, state.opt_state)
+    return params, opt_state, metrics, safe, state_updates, ok
+
+  def train_step(state: TrainState, batch, example_offset=0, active=None):
+    step_fn = phased_step if phased else gradient_step
+    params, opt_state, metrics, safe, state_updates, ok = step_fn(state, batch, example_offset,
+                                                                  active)
     if state_updates:
       keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
       params = {**params, **{name: jax.tree_util.tree_map(keep, new, state.params[name])

@@ -13,22 +13,28 @@
   vqvae_prior  a learned autoregressive prior over a trained VQ-VAE's codes
         (code_prior; objective='code_prior'); built by vaejax.builders, which
         loads the VQ-VAE run
+  aae   the adversarial autoencoder (Makhzani et al. 2015; aae.py): its aggregate
+        posterior matched to any prior by a discriminator, trained in three
+        phases per step (objective='aae')
+  wae   the Wasserstein autoencoder, WAE-MMD (Tolstikhin et al. 2018; aae.py): the
+        same autoencoder with an MMD penalty over the batch (objective='wae')
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-from vaejax.models import code_prior, cvae, hvae, ladder, vae, vqvae
+from vaejax.models import aae, code_prior, cvae, hvae, ladder, vae, vqvae
 from vaejax.models.base import (GREY_LIKELIHOODS, LIKELIHOODS, STATS, Example,
                                 LatentVariableModel, Params, image_of)
 from vaejax.models.vae import ARCHITECTURES, COMPUTE_DTYPES, VAE, make_vae
 
-__all__ = ["ARCHITECTURES", "COMPUTE_DTYPES", "OWN_OBJECTIVE", "GREY_LIKELIHOODS", "LIKELIHOODS", "MODELS", "STATS", "VAE",
+__all__ = ["aae", "ARCHITECTURES", "COMPUTE_DTYPES", "OWN_OBJECTIVE", "GREY_LIKELIHOODS", "LIKELIHOODS", "MODELS", "STATS", "VAE",
            "Example", "LatentVariableModel", "Params", "closed_form_kl", "code_prior", "cvae", "hvae", "image_of",
            "ladder", "make", "make_vae", "required_keys", "vae", "vqvae"]
-MODELS = ("vae", "cvae", "hvae", "ladder", "vqvae", "vqvae_prior")
+MODELS = ("vae", "cvae", "hvae", "ladder", "vqvae", "vqvae_prior", "aae", "wae")
 # Families that train on their own objective (models.base, objective tier): model -> objective.
-OWN_OBJECTIVE = {"vqvae": "vq", "vqvae_prior": "code_prior"}
+OWN_OBJECTIVE = {"vqvae": "vq", "vqvae_prior": "code_prior", "aae": "aae", "wae": "wae"}
+PRIOR_MATCHING = ("aae", "wae")
 HIERARCHICAL = ("hvae", "ladder")  # stacked stochastic layers: latent_dims, layer_hidden
 
 
@@ -36,12 +42,15 @@ def required_keys(config) -> tuple[str, ...]:
   """Example keys besides "image" that config's model needs from the data."""
   if config.model == "cvae" and config.condition == "label":
     return ("label",)
+  if config.model in PRIOR_MATCHING and config.dataset == "mnist":
+    return ("label",)  # the supervised AAE trains on it; the codes' digit metrics read it
   return ()
 
 
 def closed_form_kl(config) -> bool:
   """Whether config.model has a closed-form KL(q(z|x) || p(z)) (a hierarchical VAE does not)."""
-  return config.model not in HIERARCHICAL + tuple(OWN_OBJECTIVE)
+  return (config.model not in HIERARCHICAL + tuple(OWN_OBJECTIVE)
+          and config.latent_prior == "gaussian")
 
 
 def make(config, image_shape: Sequence[int]) -> LatentVariableModel:
@@ -60,7 +69,13 @@ def make(config, image_shape: Sequence[int]) -> LatentVariableModel:
                 activation=config.activation, gaussian_scale=config.gaussian_scale,
                 compute_dtype=config.compute_dtype)
   if config.model == "vae":
-    return make_vae(**common)
+    return make_vae(**common, latent_prior=config.latent_prior)
+  if config.model in PRIOR_MATCHING:
+    return aae.make_prior_matching_ae(
+        **common, regularizer="adversarial" if config.model == "aae" else "mmd",
+        latent_prior=config.latent_prior, discriminator_hidden=config.discriminator_hidden,
+        supervised=config.supervised, stochastic_encoder=config.stochastic_encoder,
+        mmd_weight=config.mmd_weight, gradient_penalty=config.gradient_penalty)
   if config.model == "vqvae":
     return vqvae.make_vqvae(
         image_shape=image_shape, features=hidden, num_codes=config.num_codes,

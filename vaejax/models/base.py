@@ -45,6 +45,23 @@ objective tier (see ../shared/design/model-protocol.md):
 State groups live in params so that checkpoints, replicas, parallel copies,
 evaluation and pictures carry them with no extra code.
 
+Two further optional members, for families trained on more than one loss or on
+a loss over the whole batch (the adversarial and Wasserstein autoencoders):
+
+  phases: tuple[Phase, ...]               updates made one after the other in ONE
+                                          compiled step, each minimising its own
+                                          per-example objective over its own
+                                          params groups with its own optimizer
+                                          state (`vaejax.phases`); e.g. the AAE's
+                                          reconstruction, discriminator, generator
+  batch_objective(params, outputs, *, step) -> (surrogate, metrics)
+                                          a term over the whole batch, added to
+                                          the mean per-example surrogate; its
+                                          input is what the per-example objective
+                                          returned under BATCH ([B, ...] leaves),
+                                          gathered over devices in the
+                                          single-device order (the WAE's MMD)
+
 STL and DReG evaluate log q at stopped variational parameters with
 `tree_map(stop_gradient, q)`. For one Gaussian layer, stopping the mean and
 log-variance is the same thing. A hierarchical q (`hvae.LayeredPosterior`)
@@ -55,7 +72,7 @@ layer into layer.
 from __future__ import annotations
 
 import math
-from typing import Any, Protocol
+from typing import Any, Callable, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
@@ -65,6 +82,9 @@ from vaejax import distributions
 # The metrics key of per-example statistics for a model's update_state: kept per
 # example by objectives.make_batch_loss, gathered by the train step, dropped by evaluation.
 STATS = "stats"
+# The metrics key of per-example outputs a model's batch_objective reduces (codes,
+# prior draws): gathered into the global batch by objectives.make_batch_loss.
+BATCH = "batch"
 Params = Any
 Example = Any  # an image [H, W, C] or a dict with "image" (and "label", ...)
 LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "bernoulli_grey", "gaussian_fixed",
@@ -72,6 +92,16 @@ LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "bernoulli_grey", "gaussian_
 # Likelihoods that are normalised densities for grey-level (non-binary) pixels in [0, 1].
 # "bernoulli_grey" is BCE on grey values: not a log-likelihood, reported as such.
 GREY_LIKELIHOODS = ("continuous_bernoulli", "bernoulli_grey", "gaussian_fixed", "gaussian_learned")
+
+
+class Phase(NamedTuple):
+  """One update of a multi-phase step: `objective(params, x, *, key, step) ->
+  (surrogate, metrics)` per example, maximised over the top-level params keys in
+  `groups` (the other groups are held fixed); `name` keys its optimizer state,
+  its learning rate (config.<name>_learning_rate) and its metrics."""
+  name: str
+  groups: tuple[str, ...]
+  objective: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
 
 
 class UpdateState(Protocol):

@@ -14,7 +14,7 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
-from vaejax import distributions, nets
+from vaejax import distributions, latent_priors, nets
 from vaejax.models.base import LIKELIHOODS, Example, Params, image_of, log_density, mean_of
 
 ARCHITECTURES = ("mlp", "conv")
@@ -56,6 +56,9 @@ class VAE:
       q and p(z) are zero-dimensional, every bound equals log p(x|c) exactly.
     prior_net: None for p(z) = N(0, I), else a module mapping condition
       features to (mean, log_var) of p(z|c).
+    latent_prior: None, or a fixed prior of `vaejax.latent_priors` (e.g. the
+      2-D mixture of 10 Gaussians, Makhzani et al.'s VAE baseline), whose KL
+      has no closed form.
   """
 
   encoder: Optional[nn.Module]
@@ -67,6 +70,12 @@ class VAE:
   condition: Optional[Condition] = None
   prior_net: Optional[nn.Module] = None
   inference_groups: tuple[str, ...] = ("encoder",)
+  latent_prior: Optional[Any] = None
+
+  @property
+  def has_closed_form_kl(self) -> bool:
+    """False with a `latent_priors` prior (the mixture): the bounds use the Monte-Carlo KL."""
+    return self.latent_prior is None
 
   def init(self, key: jax.Array) -> Params:
     enc_key, dec_key, prior_key = jax.random.split(key, 3)
@@ -88,7 +97,9 @@ class VAE:
     return () if self.condition is None else (self.condition.features(x),)
 
   def prior(self, params: Params, x: Example = None) -> distributions.DiagGaussian:
-    """p(z) = N(0, I), or the learned p(z|c) for example x."""
+    """p(z) = N(0, I), the fixed latent_prior, or the learned p(z|c) for example x."""
+    if self.latent_prior is not None:
+      return latent_priors.GivenLabel(self.latent_prior, None)
     if self.prior_net is None:
       return distributions.standard_normal(self.latent_dim)
     mean, log_var = self.prior_net.apply({"params": params["prior"]}, *self._condition(x))
@@ -107,7 +118,10 @@ class VAE:
     return distributions.DiagGaussian(mean, log_var)
 
   def kl_per_dim(self, params: Params, x: Example, q: distributions.DiagGaussian) -> jax.Array:
-    """Closed-form KL(q(z|x) || p(z)) per latent dimension: [latent_dim], each >= 0."""
+    """Closed-form KL(q(z|x) || p(z)) per latent dimension: [latent_dim], each >= 0.
+    Raises ValueError with a latent_prior (no closed form)."""
+    if self.latent_prior is not None:
+      raise ValueError("the KL to a mixture prior has no closed form: use analytic_kl=False")
     if self.prior_net is None:
       return q.kl_to_standard_normal_per_dim()
     return q.kl_per_dim(self.prior(params, x))
@@ -158,16 +172,25 @@ def make_nets(*, architecture: str, image_shape: Sequence[int], latent_dim: int,
 def make_vae(*, architecture: str, image_shape: Sequence[int], latent_dim: int,
              hidden: Sequence[int], likelihood: str = "bernoulli",
              activation: str = "relu", gaussian_scale: float = 1.0,
-             compute_dtype: str = "float32") -> VAE:
+             compute_dtype: str = "float32", latent_prior: str = "gaussian") -> VAE:
   """Builds a VAE by name; the decoder mirrors the encoder's hidden widths.
 
   compute_dtype: 'float32', or 'bfloat16' for layers computed in bfloat16 with
   float32 parameters, float32 accumulation and float32 log-densities.
-  Raises ValueError for an unknown architecture, likelihood or dtype.
+  latent_prior: a `vaejax.latent_priors` name; 'gaussian' is N(0, I) with its
+  closed-form KL, 'mixture2d' the 10-Gaussian mixture (Monte-Carlo KL).
+  Raises ValueError for an unknown architecture, likelihood, dtype or prior, and
+  for the swiss roll (no density: a VAE needs log p(z)).
   """
   check_choices(architecture=architecture, likelihood=likelihood, compute_dtype=compute_dtype)
   image_shape = tuple(int(d) for d in image_shape)
   encoder, decoder = make_nets(architecture=architecture, image_shape=image_shape,
                                latent_dim=latent_dim, hidden=hidden, activation=activation,
                                compute_dtype=compute_dtype)
-  return VAE(encoder, decoder, likelihood, int(latent_dim), image_shape, float(gaussian_scale))
+  prior = None
+  if latent_prior != "gaussian":
+    prior = latent_priors.make_latent_prior(latent_prior, latent_dim)
+    if not prior.has_density:
+      raise ValueError(f"latent prior {latent_prior!r} has no density, which a VAE's KL needs")
+  return VAE(encoder, decoder, likelihood, int(latent_dim), image_shape, float(gaussian_scale),
+             latent_prior=prior)

@@ -1,0 +1,141 @@
+"""ConfigError and the checks of one model family's settings, for `config.validate`."""
+from __future__ import annotations
+
+
+class ConfigError(ValueError):
+  pass
+
+
+def choice(config, key, valid):
+  if config[key] not in valid:
+    raise ConfigError(f"config.{key}={config[key]!r} is not valid; choose one of {list(valid)}")
+
+
+def at_least(config, key, low):
+  if not config[key] >= low:
+    raise ConfigError(f"config.{key}={config[key]!r} must be >= {low}")
+
+
+VQ_KEYS = ("num_codes", "code_dim", "commitment_cost", "codebook_update", "ema_decay",
+           "restart_after_steps")
+
+
+PRIOR_KEYS = ("vqvae_workdir", "prior_width", "prior_depth", "prior_heads")
+
+
+def check_vq_prior(config) -> None:
+  if not config.vqvae_workdir:
+    raise ConfigError("config.model='vqvae_prior' needs config.vqvae_workdir, the workdir of a "
+                      "trained model='vqvae' run whose codes it fits")
+  for key in ("prior_width", "prior_depth", "prior_heads"):
+    at_least(config, key, 1)
+  if config.prior_width % config.prior_heads:
+    raise ConfigError(f"config.prior_width={config.prior_width} must be divisible by "
+                      f"config.prior_heads={config.prior_heads}")
+
+
+def check_vqvae(config, hidden) -> None:
+  from vaejax.models import vqvae
+  choice(config, "codebook_update", vqvae.CODEBOOK_UPDATES)
+  choice(config, "likelihood", vqvae.LIKELIHOODS)
+  for key in ("num_codes", "code_dim"):
+    at_least(config, key, 1)
+  at_least(config, "restart_after_steps", 0)
+  if not config.commitment_cost >= 0:
+    raise ConfigError(f"config.commitment_cost={config.commitment_cost!r} must be >= 0")
+  if not 0 < config.ema_decay < 1:
+    raise ConfigError(f"config.ema_decay={config.ema_decay!r} must be in (0, 1)")
+  if config.restart_after_steps and config.codebook_update != "ema":
+    raise ConfigError("config.restart_after_steps needs codebook_update='ema' (restarts reset "
+                      "the EMA statistics)")
+  if len(hidden) != 2:
+    raise ConfigError(f"config.hidden={config.hidden!r}: model='vqvae' takes two conv widths, "
+                      f"one per 2x downsampling to the code grid")
+  if config.compute_dtype != "float32" or config.architecture != "conv":
+    raise ConfigError("config.model='vqvae' is convolutional in float32: set "
+                      "architecture='conv', compute_dtype='float32'")
+
+
+def check_hvae(config) -> None:
+  dims = tuple(config.latent_dims)
+  if any(not isinstance(h, (tuple, list)) for h in config.layer_hidden):
+    raise ConfigError(f"config.layer_hidden={config.layer_hidden!r} must hold one tuple of "
+                      f"positive widths per stochastic layer ({len(dims)})")
+  hidden = tuple(tuple(h) for h in config.layer_hidden)
+  if config.likelihood == "gaussian_learned":
+    raise ConfigError(f"config.likelihood='gaussian_learned' is not available for "
+                      f"model={config.model!r} (use gaussian_fixed)")
+  if not dims or any(not isinstance(d, int) or d < 1 for d in dims):
+    raise ConfigError(f"config.latent_dims={config.latent_dims!r} must be a non-empty tuple "
+                      f"of positive ints (units per stochastic layer, bottom first)")
+  if len(hidden) != len(dims) or any(not isinstance(w, int) or w < 1 for h in hidden for w in h):
+    raise ConfigError(f"config.layer_hidden={config.layer_hidden!r} must hold one tuple of "
+                      f"positive widths per stochastic layer ({len(dims)})")
+  if config.objective == "elbo" and config.analytic_kl:
+    raise ConfigError(f"config.model={config.model!r} has no closed-form KL: set "
+                      f"analytic_kl=False (the Monte-Carlo KL)")
+  if config.architecture != "mlp" or config.compute_dtype != "float32":
+    raise ConfigError(f"config.model={config.model!r} is an MLP in float32: set "
+                      f"architecture='mlp', compute_dtype='float32'")
+  if config.model == "ladder" and any(not h for h in hidden):
+    raise ConfigError(f"config.layer_hidden={config.layer_hidden!r}: every ladder rung needs "
+                      f">= 1 deterministic layer (its bottom-up Gaussian is read off it)")
+  if config.model == "ladder" and config.estimator == "rws":
+    raise ConfigError("estimator='rws' does not apply to model='ladder': its wake-phase q "
+                      "update would also move the prior networks the ladder posterior shares "
+                      "(use dreg, the pathwise IWAE or stl)")
+
+
+AAE_KEYS = ("supervised", "stochastic_encoder", "discriminator_hidden",
+            "discriminator_learning_rate", "generator_learning_rate", "mmd_weight",
+            "gradient_penalty")
+# The keys of one of the two models only (the rest of AAE_KEYS serve both).
+ONLY = {"aae": ("supervised", "discriminator_hidden", "discriminator_learning_rate",
+                "generator_learning_rate", "gradient_penalty"), "wae": ("mmd_weight",)}
+
+
+def check_aae(config) -> None:
+  """latent_prior for vae/aae/wae, and the aae/wae keys."""
+  from vaejax import latent_priors
+  choice(config, "latent_prior", latent_priors.PRIORS)
+  if config.latent_prior != "gaussian" and config.latent_dim != 2:
+    raise ConfigError(f"config.latent_prior={config.latent_prior!r} lives in 2-D: set "
+                      f"latent_dim=2 (it is {config.latent_dim})")
+  if config.model == "vae":
+    if config.latent_prior == "swissroll2d":
+      raise ConfigError("config.latent_prior='swissroll2d' has no density, which a VAE's KL "
+                        "needs: use model='aae' or 'wae'")
+    if config.latent_prior != "gaussian" and config.objective == "elbo" and config.analytic_kl:
+      raise ConfigError(f"config.latent_prior={config.latent_prior!r} has no closed-form KL: "
+                        f"set analytic_kl=False (the Monte-Carlo KL)")
+    return
+  hidden = config.discriminator_hidden
+  if not isinstance(hidden, (tuple, list)) or any(not isinstance(h, int) or h < 1 for h in hidden):
+    raise ConfigError(f"config.discriminator_hidden={hidden!r} must be a tuple of positive ints")
+  for key in ("discriminator_learning_rate", "generator_learning_rate", "mmd_weight",
+              "gradient_penalty"):
+    at_least(config, key, 0)
+  if config.likelihood == "gaussian_learned":
+    raise ConfigError(f"config.likelihood='gaussian_learned' is not available for "
+                      f"model={config.model!r} (use gaussian_fixed)")
+  if config.supervised and config.model != "aae":
+    raise ConfigError("config.supervised is the AAE's (the label goes to its discriminator)")
+  from vaejax.config import base_config
+  for model, keys in ONLY.items():
+    changed = [k for k in keys if config[k] != base_config()[k]]
+    if changed and config.model != model:
+      raise ConfigError(f"config.{changed[0]} applies to model={model!r} only")
+  if config.model == "wae" and config.batch_size < 2:
+    raise ConfigError("config.batch_size: the WAE's MMD term needs >= 2 examples per batch")
+  if config.eval_subset == 1:
+    raise ConfigError(f"config.eval_subset=1: model={config.model!r}'s test MMD needs >= 2 "
+                      f"examples (0 keeps the whole split)")
+  if config.supervised and config.dataset != "mnist":
+    raise ConfigError(f"config.supervised needs labelled training data; dataset="
+                      f"{config.dataset!r} has none: use dataset='mnist'")
+  if config.supervised and config.latent_prior == "gaussian":
+    raise ConfigError("config.supervised sends each digit to its own prior region: use "
+                      "latent_prior='mixture2d' or 'swissroll2d'")
+  if config.grad_clip_norm and config.model == "aae":
+    raise ConfigError("config.grad_clip_norm is not available for model='aae' (its phases "
+                      "each have a plain Adam)")
