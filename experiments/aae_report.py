@@ -18,7 +18,6 @@ codes_over_priors.png into --out, and copies each run's summary and pictures.
 """
 import json
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -34,7 +33,6 @@ _PARZEN_SUBSET = flags.DEFINE_integer(
 _OUT = flags.DEFINE_string("out", None, "Output folder.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Data folder (default: the runs').")
 flags.mark_flags_as_required(["runs", "out"])
-COPIED = ("summary.json", "config.json", "metrics.jsonl", "samples.png", "reconstructions.png")
 PARZEN_SIGMAS = (0.05, 0.08, 0.1, 0.12, 0.15, 0.18, 0.2, 0.25, 0.3, 0.4)
 EXTENT = (-8.0, 8.0, -8.0, 8.0)
 
@@ -140,7 +138,7 @@ def markdown(rows: list[dict]) -> str:
 def main(argv):
   del argv
   import vaejax
-  from vaejax import plots
+  from vaejax import plots, runs as runs_lib
   try:
     runs = _named(_RUNS.value)
     loaded = {name: vaejax.load_run(workdir) for name, workdir in runs.items()}
@@ -163,11 +161,7 @@ def main(argv):
   if figure:
     plots.codes_over_priors(os.path.join(_OUT.value, "codes_over_priors.png"), figure)
   for name, workdir in runs.items():
-    dest = os.path.join(_OUT.value, name)
-    os.makedirs(dest, exist_ok=True)
-    for file in COPIED:
-      if os.path.exists(os.path.join(workdir, file)):
-        shutil.copy(os.path.join(workdir, file), dest)
+    runs_lib.copy_run_record(workdir, os.path.join(_OUT.value, name))
   print(table)
 
 

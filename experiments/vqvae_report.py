@@ -14,7 +14,6 @@ summary.json, metrics.jsonl and pictures beside them (no checkpoints).
 import json
 import math
 import os
-import shutil
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -26,7 +25,6 @@ _PRIORS = flags.DEFINE_string("priors", "", "name=workdir,... of their prior run
 _OUT = flags.DEFINE_string("out", None, "Output folder.")
 _DATA_DIR = flags.DEFINE_string("data_dir", None, "Data folder (default: the runs').")
 flags.mark_flags_as_required(["vqvae", "out"])
-COPIED = ("summary.json", "metrics.jsonl", "config.json", "samples.png", "reconstructions.png")
 
 
 def _named(spec: str) -> dict:
@@ -81,7 +79,7 @@ def markdown(rows: list[dict]) -> str:
 def main(argv):
   del argv
   import vaejax
-  from vaejax import plots
+  from vaejax import plots, runs as runs_lib
   try:
     vqvae, priors = _named(_VQVAE.value), _named(_PRIORS.value)
     rows = report_rows(vqvae, priors)
@@ -103,11 +101,7 @@ def main(argv):
   plots.code_usage(os.path.join(_OUT.value, "codebook_usage.png"), counts)
   for kind, runs in (("vqvae", vqvae), ("prior", priors)):
     for name, workdir in runs.items():
-      dest = os.path.join(_OUT.value, f"{kind}_{name}")
-      os.makedirs(dest, exist_ok=True)
-      for file in COPIED:
-        if os.path.exists(os.path.join(workdir, file)):
-          shutil.copy(os.path.join(workdir, file), dest)
+      runs_lib.copy_run_record(workdir, os.path.join(_OUT.value, f"{kind}_{name}"))
   print(table)
 
 

@@ -1,10 +1,11 @@
 """vaejax: variational autoencoders as pure JAX functions.
 
 Modules, lowest first (each imports only modules above it): distributions ->
-nets -> models (a package: base, vae, cvae, hvae, ladder, vqvae, code_prior,
-batched) -> objectives -> estimators -> diagnostics -> optim -> training ->
-evaluate -> classifier -> parallel -> data -> viz -> plots -> pictures ->
-checkpoint -> config -> builders -> tensorboard_writer -> experiment -> runs.
+latent_priors -> discrepancies -> nets -> models (a package: base, vae, cvae,
+hvae, ladder, vqvae, code_prior, aae, batched) -> objectives -> estimators ->
+diagnostics -> optim -> phases -> training -> evaluate -> classifier -> parallel
+-> data -> viz -> plots -> pictures -> checkpoint -> config_checks -> config ->
+builders -> tensorboard_writer -> experiment -> runs.
 
 `vaejax.load_run(workdir)` restores a trained run (see `vaejax.runs`).
 """

@@ -12,6 +12,8 @@ loads a split preprocessed as the run evaluates it.
 from __future__ import annotations
 
 import functools
+import os
+import shutil
 from typing import Optional
 
 import jax
@@ -112,3 +114,16 @@ def load_run(workdir: str, step: Optional[int] = None, *, replica: int = 0) -> R
     config = replicas.replica_config(
         config, replica, replicas.parse_sweep(config.sweep, num_replicas))
   return Run(workdir, config, model, params, int(step))
+
+
+# What a run's record holds besides its checkpoints: small enough to commit with results.
+RECORD_FILES = ("summary.json", "config.json", "metrics.jsonl", "samples.png",
+                "reconstructions.png")
+
+
+def copy_run_record(workdir: str, dest: str) -> None:
+  """Copies the run's RECORD_FILES that exist (no checkpoints) into dest, made if needed."""
+  os.makedirs(dest, exist_ok=True)
+  for name in RECORD_FILES:
+    if os.path.exists(os.path.join(workdir, name)):
+      shutil.copy(os.path.join(workdir, name), dest)

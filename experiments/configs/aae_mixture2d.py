@@ -34,7 +34,8 @@ def get_config():
   #   without R1: 92.8%, 84.7% (seed 1), 65.3% (lr_schedule=cosine, 30 epochs), 92.7%
   #     (30 epochs), 90.6% (epoch 50 of 100); stochastic_encoder 91.2%
   #   rates (reconstruction, discriminator, generator), without R1: (1e-3, 2e-4, 2e-4)
-  #     beta1 0.9: 32.0%, the discriminator won; (5e-4, 5e-5, 5e-4): 49.7%; (1e-3, 1e-4,
+  #     beta1 0.9: 32.0%, the discriminator won; (1e-3, 1e-4, 1e-3) beta1 0.9: 79.4%;
+  #     (5e-4, 5e-5, 5e-4): 49.7%; (1e-3, 1e-4,
   #     2e-3) with a 512-512 discriminator: 90.0%; (1e-3, 5e-4, 1e-3), 512-512: 92.2%;
   #     (5e-4, 1e-4, 1e-3): 60.0%; with R1: (5e-4, 1e-4, 1e-3) 76.8%; gamma 10: 90.5%
   config.learning_rate = 1e-3  # the reconstruction phase
