@@ -1,14 +1,13 @@
 """How well autoencoders match their prior: the AAE/WAE/VAE comparison table, the
 Figure-2 picture and the Parzen-window log-likelihood.
 
-  python experiments/aae_report.py --runs vae=runs/vae_g,aae=runs/aae_g,wae=runs/wae_g \
-      --figure 'gaussian=vae,aae,wae;mixture2d=vae_m,aae_m,wae_m' --parzen aae8 \
-      --out experiments/results/aae_mnist --data_dir ../shared/data
+  python3 experiments/aae_report.py --runs vae=runs/vae_g,aae=runs/aae_g,aae8=runs/aae_mnist \
+      --figure 'gaussian=vae,aae' --parzen aae8 --out runs/aae_report --data_dir ../shared/data
 
 For each named run (any model with a 2-D or larger latent and a prior of
 `vaejax.latent_priors`): the test codes' (posterior means') MMD^2 and sliced
 Wasserstein distance to as many prior draws, the share of codes nearest their
-digit's component (mixture prior), and from summary.json the reconstruction and
+digit's component (supervised runs with the mixture prior), and from summary.json the reconstruction and
 the AAE's discriminator accuracy. --figure draws one row per prior (its runs as
 columns): test codes coloured by digit over the prior's density. --parzen: for
 those runs, 10,000 decoded prior samples (means), the bandwidth chosen on the

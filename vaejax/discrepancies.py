@@ -7,8 +7,9 @@ to a prior known only through samples, so the match is measured on samples:
                       (Gretton et al. 2012) with the inverse multiquadratic kernel
                       the WAE uses (Tolstikhin et al. 2018)
   sliced_wasserstein  the sliced 2-Wasserstein distance (Rabin et al. 2011;
-                      Kolouri et al. 2019): the mean over random directions of the
-                      1-D distance between the projected samples, computed by sorting
+                      Kolouri et al. 2019): the root mean square over random
+                      directions of the 1-D W2 between the projected samples,
+                      computed by sorting
 
 Inputs are sample matrices x [N, D], y [M, D]; both functions are pure and jittable.
 """

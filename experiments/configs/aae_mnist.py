@@ -8,7 +8,7 @@ protocol: its Table 1 reports 340 +- 2 nats on the MNIST test set).
   python3 experiments/train.py --config experiments/configs/aae_mnist.py \\
       --workdir runs/aae_mnist --config.data_dir=../shared/data
   python3 experiments/aae_report.py --runs aae=runs/aae_mnist --parzen aae \\
-      --out experiments/results/aae_mnist --data_dir ../shared/data
+      --out runs/aae_report --data_dir ../shared/data
 """
 from vaejax.config import base_config
 

@@ -98,7 +98,8 @@ class Phase(NamedTuple):
   """One update of a multi-phase step: `objective(params, x, *, key, step) ->
   (surrogate, metrics)` per example, maximised over the top-level params keys in
   `groups` (the other groups are held fixed); `name` keys its optimizer state,
-  its learning rate (config.<name>_learning_rate) and its metrics."""
+  its learning rate (config.<name>_learning_rate, else config.learning_rate) and its
+  metrics."""
   name: str
   groups: tuple[str, ...]
   objective: Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
