@@ -26,8 +26,9 @@ def get_config():
   config.supervised = True
   config.hidden = (512, 256)
   config.discriminator_hidden = (256, 256)
-  # Larger batches place more codes: 86.3% (batch 32), 92.2% (100), 93.9% (500), all 20
-  # epochs; 94.6% and 94.6% (1000, 40 epochs, seeds 0 and 1); 92.7% (2000, 40 epochs).
+  # Larger batches place more codes, noisily: 86.3% (batch 32), 92.2% (100), 93.9% (500),
+  # all 20 epochs; 92.8% (500), 94.6% and 94.6% (1000, seeds 0 and 1), 92.7% (2000), all
+  # 40 epochs.
   config.batch_size = 1000
   # One Adam per phase (vaejax.phases), beta1 = 0.5 as usual for adversarial updates,
   # and the R1 penalty on the discriminator (gamma 1). Measured 2026-12-01, share of
