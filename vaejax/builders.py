@@ -170,12 +170,12 @@ def build_optimizer(config, estimator: estimators.Estimator, steps_per_epoch: in
   adam_settings = dict(b1=config.adam_b1, b2=config.adam_b2, eps=config.adam_eps)
   model_phases = getattr(model, "phases", ())
   if model_phases:
-    def rate(name):  # a replicated run's swept rate is a traced scalar
+    def rate(name):
       value = getattr(config, f"{name}_learning_rate", 0.0)
-      if isinstance(value, jax.Array):
-        return learning_rate(config, steps_per_epoch,
-                             jnp.where(value > 0, value, config.learning_rate))
-      return learning_rate(config, steps_per_epoch, value or config.learning_rate)
+      # A replicated run's swept rate is a traced scalar: select, not `or`.
+      base = (jnp.where(value > 0, value, config.learning_rate) if isinstance(value, jax.Array)
+              else value or config.learning_rate)
+      return learning_rate(config, steps_per_epoch, base)
     return phases.PhasedOptimizer(tuple(
         (p.name, p.groups, optax.adam(rate(p.name), **adam_settings)) for p in model_phases))
   if config.grad_clip_norm <= 0 and estimator.baseline != "moving_average":

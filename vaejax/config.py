@@ -12,8 +12,8 @@ import os
 import ml_collections
 
 from vaejax import data, estimators, models, parallel, replicas
-from vaejax.config_checks import (AAE_KEYS, PRIOR_KEYS, VQ_KEYS, ConfigError, at_least,
-                                  check_aae, check_hvae, check_vq_prior, check_vqvae, choice)
+from vaejax.config_checks import (ConfigError, at_least, check_aae, check_family_keys,
+                                  check_hvae, check_vq_prior, check_vqvae, choice)
 from vaejax.models import cvae
 
 
@@ -191,16 +191,10 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
     pairs = ", ".join(f"model={m!r} with objective={o!r}" for m, o in own.items())
     raise ConfigError(f"config.model={config.model!r} with objective={config.objective!r}: "
                       f"these families train on their own objectives: {pairs}")
-  for model, keys in (("vqvae", VQ_KEYS), ("vqvae_prior", PRIOR_KEYS)):
-    changed = [k for k in keys if config[k] != base_config()[k]]
-    if changed and config.model != model:
-      raise ConfigError(f"config.{changed[0]} applies to model={model!r} only")
+  check_family_keys(config, base_config())
   if config.model in own and config.eval_importance_samples:
     raise ConfigError(f"config.eval_importance_samples: model={config.model!r} has no "
                       f"importance-sampled likelihood (a point-mass posterior, or no prior density)")
-  changed = [k for k in AAE_KEYS if config[k] != base_config()[k]]
-  if changed and config.model not in ("aae", "wae"):
-    raise ConfigError(f"config.{changed[0]} applies to model='aae' or 'wae' only")
   if config.latent_prior != "gaussian" and config.model not in ("vae", "aae", "wae"):
     raise ConfigError(f"config.latent_prior={config.latent_prior!r} applies to model='vae', "
                       f"'aae' or 'wae' only")

@@ -89,9 +89,22 @@ def check_hvae(config) -> None:
 AAE_KEYS = ("supervised", "stochastic_encoder", "discriminator_hidden",
             "discriminator_learning_rate", "generator_learning_rate", "mmd_weight",
             "gradient_penalty")
-# The keys of one of the two models only (the rest of AAE_KEYS serve both).
-ONLY = {"aae": ("supervised", "discriminator_hidden", "discriminator_learning_rate",
-                "generator_learning_rate", "gradient_penalty"), "wae": ("mmd_weight",)}
+# Keys that only some models read, with those models: a changed value elsewhere is
+# refused. (supervised, the AAE's too, has its own message in check_aae.)
+FAMILY_KEYS = ((("vqvae",), VQ_KEYS), (("vqvae_prior",), PRIOR_KEYS), (("aae", "wae"), AAE_KEYS),
+               (("aae",), ("discriminator_hidden", "discriminator_learning_rate",
+                           "generator_learning_rate", "gradient_penalty")),
+               (("wae",), ("mmd_weight",)))
+
+
+def check_family_keys(config, defaults) -> None:
+  """Raises ConfigError for the first FAMILY_KEYS key changed from `defaults` (the base
+  config) under a model that does not read it."""
+  for family, keys in FAMILY_KEYS:
+    changed = [k for k in keys if config[k] != defaults[k]]
+    if changed and config.model not in family:
+      names = " or ".join(repr(m) for m in family)
+      raise ConfigError(f"config.{changed[0]} applies to model={names} only")
 
 
 def check_aae(config) -> None:
@@ -120,11 +133,6 @@ def check_aae(config) -> None:
                       f"model={config.model!r} (use gaussian_fixed)")
   if config.supervised and config.model != "aae":
     raise ConfigError("config.supervised is the AAE's (the label goes to its discriminator)")
-  from vaejax.config import base_config
-  for model, keys in ONLY.items():
-    changed = [k for k in keys if config[k] != base_config()[k]]
-    if changed and config.model != model:
-      raise ConfigError(f"config.{changed[0]} applies to model={model!r} only")
   if config.model == "wae" and config.batch_size < 2:
     raise ConfigError("config.batch_size: the WAE's MMD term needs >= 2 examples per batch")
   if config.eval_subset == 1:

@@ -74,14 +74,24 @@ def make_preprocess(max_value: int, dynamic_binarization: bool):
 _safe_to_apply = optim.safe_to_apply
 
 
+def _step_inputs(state: TrainState, batch, example_offset, preprocess):
+  """(noise key, preprocessed batch) of the step: both keys from fold_in(state.key, state.step)."""
+  noise_key, binarize_key = jax.random.split(jax.random.fold_in(state.key, state.step))
+  return noise_key, preprocess(batch, key=binarize_key, example_offset=example_offset)
+
+
+def _keep_if(ok: jax.Array, new, old):
+  """new where ok, else old, leaf by leaf: an elementwise select, not lax.cond (it fuses
+  into the update loop, where a cond would copy every parameter and moment buffer)."""
+  return jax.tree_util.tree_map(lambda n, o: jnp.where(ok, n, o), new, old)
+
+
 def make_gradient(loss_fn: LossFn, preprocess):
   """gradient(state, batch, example_offset=0) -> ((loss, metrics), grads): the train
   step's noise and binarisation keys (from fold_in(state.key, state.step)), its
   preprocessing, and the gradient of loss_fn at state.params."""
   def gradient(state: TrainState, batch, example_offset=0):
-    step_key = jax.random.fold_in(state.key, state.step)
-    noise_key, binarize_key = jax.random.split(step_key)
-    x = preprocess(batch, key=binarize_key, example_offset=example_offset)
+    noise_key, x = _step_inputs(state, batch, example_offset, preprocess)
     grad_fn = jax.value_and_grad(loss_fn, has_aux=True)
     return grad_fn(state.params, x, key=noise_key, example_offset=example_offset,
                    step=state.step)
@@ -123,16 +133,13 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, pr
 
   def phased_step(state: TrainState, batch, example_offset, active):
     """Every phase in order; the whole step kept or discarded on `ok`."""
-    noise_key, binarize_key = jax.random.split(jax.random.fold_in(state.key, state.step))
-    x = preprocess(batch, key=binarize_key, example_offset=example_offset)
+    noise_key, x = _step_inputs(state, batch, example_offset, preprocess)
     new_params, new_opt_state, metrics, safe = phases.phased_update(
         loss_fn, optimizer, state.params, state.opt_state, x, key=noise_key,
         example_offset=example_offset, step=state.step, axis_name=axis_name)
     ok = safe if active is None else safe & active
-    keep_if_ok = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
-    return (jax.tree_util.tree_map(keep_if_ok, new_params, state.params),
-            jax.tree_util.tree_map(keep_if_ok, new_opt_state, state.opt_state), metrics, safe,
-            {}, ok)
+    return (_keep_if(ok, new_params, state.params), _keep_if(ok, new_opt_state, state.opt_state),
+            metrics, safe, {}, ok)
 
   def gradient_step(state: TrainState, batch, example_offset, active):
     (loss, metrics), grads = gradient(state, batch, example_offset)
@@ -157,11 +164,8 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, pr
     else:
       updates, new_opt_state = optimizer.update(grads, state.opt_state, state.params)
       new_params = optax.apply_updates(state.params, updates)
-      # An elementwise select, not lax.cond: it fuses into the optimizer's update
-      # loop, where a cond would copy every parameter and moment buffer per step.
-      keep_if_ok = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
-      params = jax.tree_util.tree_map(keep_if_ok, new_params, state.params)
-      opt_state = jax.tree_util.tree_map(keep_if_ok, new_opt_state, state.opt_state)
+      params = _keep_if(ok, new_params, state.params)
+      opt_state = _keep_if(ok, new_opt_state, state.opt_state)
     return params, opt_state, metrics, safe, state_updates, ok
 
   def train_step(state: TrainState, batch, example_offset=0, active=None):
@@ -169,8 +173,7 @@ def make_train_step(loss_fn: LossFn, optimizer: optax.GradientTransformation, pr
     params, opt_state, metrics, safe, state_updates, ok = step_fn(state, batch, example_offset,
                                                                   active)
     if state_updates:
-      keep = lambda new, old: jnp.where(ok, new, old)  # noqa: E731
-      params = {**params, **{name: jax.tree_util.tree_map(keep, new, state.params[name])
+      params = {**params, **{name: _keep_if(ok, new, state.params[name])
                              for name, new in state_updates.items()}}
     skipped = 1 - safe.astype(jnp.int32)
     if active is None:

@@ -123,10 +123,18 @@ class PriorMatchingAE:
   def _logit(self, params: Params, z: jax.Array, x) -> jax.Array:
     return self.discriminator.apply({"params": params["discriminator"]}, z, *self._label(x))
 
+  def _reconstruction_at(self, params: Params, x, z: jax.Array):
+    log_px_z = self.log_likelihood(params, x, z)
+    return log_px_z, {"loss": -log_px_z, "recon": -log_px_z}
+
+  @staticmethod
+  def _accuracy(real: jax.Array, fake: jax.Array) -> jax.Array:
+    """The discriminator's accuracy on one prior draw (logit real) and one code (fake)."""
+    return 0.5 * ((real > 0).astype(jnp.float32) + (fake < 0).astype(jnp.float32))
+
   def reconstruction(self, params: Params, x, *, key: jax.Array, step=0):
     """Phase 1: (log p(x | z), metrics) for one example."""
-    log_px_z = self.log_likelihood(params, x, self.code(params, x, key=key))
-    return log_px_z, {"loss": -log_px_z, "recon": -log_px_z}
+    return self._reconstruction_at(params, x, self.code(params, x, key=key))
 
   def discriminate(self, params: Params, x, *, key: jax.Array, step=0):
     """Phase 2: (log D(z') + log(1 - D(z)), metrics); z is held fixed (a sample)."""
@@ -136,8 +144,7 @@ class PriorMatchingAE:
     real, slope = jax.value_and_grad(lambda v: self._logit(params, v, x))(draw)
     fake = self._logit(params, z, x)
     value = jax.nn.log_sigmoid(real) + jax.nn.log_sigmoid(-fake)
-    accuracy = 0.5 * ((real > 0).astype(jnp.float32) + (fake < 0).astype(jnp.float32))
-    metrics = {"loss": -value, "discriminator_accuracy": accuracy}
+    metrics = {"loss": -value, "discriminator_accuracy": self._accuracy(real, fake)}
     if self.gradient_penalty:
       penalty = 0.5 * self.gradient_penalty * jnp.sum(jnp.square(slope))
       value, metrics = value - penalty, {**metrics, "loss": penalty - value,
@@ -161,14 +168,14 @@ class PriorMatchingAE:
   def objective(self, params: Params, x, *, key: jax.Array, step=0):
     """The per-example objective: the WAE's (its batch term under BATCH), and the
     evaluation metrics of both (recon; the AAE's discriminator accuracy)."""
-    code_key, prior_key = jax.random.split(key)
-    value, metrics = self.reconstruction(params, x, key=code_key)
+    code_key, prior_key = jax.random.split(key)  # the keys discriminate draws with
+    z = self.code(params, x, key=code_key)
+    draw = self.prior(params, x).sample(key=prior_key)
+    value, metrics = self._reconstruction_at(params, x, z)
     if self.regularizer == "mmd":
-      z = self.code(params, x, key=code_key)
-      draw = self.prior(params, x).sample(key=prior_key)
       return value, {**metrics, BATCH: {"code": z, "prior_draw": draw}}
-    _, disc = self.discriminate(params, x, key=key)
-    return value, {**metrics, "discriminator_accuracy": disc["discriminator_accuracy"]}
+    accuracy = self._accuracy(self._logit(params, draw, x), self._logit(params, z, x))
+    return value, {**metrics, "discriminator_accuracy": accuracy}
 
   def batch_objective(self, params: Params, outputs, *, step=0):
     """-mmd_weight * MMD^2(codes, prior draws) over the (global) batch."""
