@@ -35,30 +35,16 @@ flags.mark_flags_as_required(["workdir", "classifier_dir"])
 
 def load_or_train_classifier(folder: str, data_dir, epochs: int, seed: int):
   """(params, info) from folder/params.msgpack, or trained on MNIST and saved there."""
-  import flax.serialization
   import jax
   import numpy as np
   from vaejax import classifier, data
-  path, info_path = os.path.join(folder, "params.msgpack"), os.path.join(folder, "classifier.json")
-  template = classifier.init(jax.random.PRNGKey(0))
-  if os.path.exists(path):
-    with open(path, "rb") as f:
-      params = flax.serialization.from_bytes(template, f.read())
-    with open(info_path) as f:
-      return params, json.load(f)
   train, test = data.load("mnist", "train", data_dir), data.load("mnist", "test", data_dir)
-  params = classifier.train(train.images, train.labels, key=jax.random.PRNGKey(seed),
-                            epochs=epochs)
   grey = test.images.astype(np.float32) / 255.0
   binary = np.asarray(jax.random.bernoulli(jax.random.PRNGKey(1), grey), np.float32)
-  info = {"epochs": epochs, "test_accuracy": classifier.accuracy(params, grey, test.labels),
-          "binarized_test_accuracy": classifier.accuracy(params, binary, test.labels)}
-  os.makedirs(folder, exist_ok=True)
-  with open(path, "wb") as f:
-    f.write(flax.serialization.to_bytes(params))
-  with open(info_path, "w") as f:
-    json.dump(info, f, indent=1)
-  return params, info
+  return classifier.load_or_train(
+      folder, train.images, train.labels,
+      {"test": (grey, test.labels), "binarized_test": (binary, test.labels)},
+      key=jax.random.PRNGKey(seed), epochs=epochs)
 
 
 def confident_share(probs, threshold: float) -> float:

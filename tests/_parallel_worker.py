@@ -6,7 +6,8 @@ Trains a small VAE (or, with VAEJAX_WORKER_MODEL=cvae, a class-conditioned CVAE
 with a learned prior on labelled batches; with =vqvae, a VQ-VAE whose EMA codebook
 and restarts are a state group updated from the global batch; with =aae, a supervised
 adversarial autoencoder trained in three phases per step; with =wae, a WAE-MMD whose
-batch term gathers the codes over devices) for STEPS steps (two chunks) on fixed
+batch term gathers the codes over devices; with =mvae, =mmvae (DReG, K = 3) or =mopoe,
+a multimodal VAE of the image and its label) for STEPS steps (two chunks) on fixed
 synthetic data with the given parallel mode and writes the final params
 (flattened) and metric sums.
 """
@@ -26,7 +27,7 @@ if len(sys.argv) > 4:
   parallel.initialize_distributed(sys.argv[4], int(sys.argv[5]), int(sys.argv[6]))
 
 which = os.environ.get("VAEJAX_WORKER_MODEL")
-conditional = which in ("cvae", "aae", "wae")
+conditional = which in ("cvae", "aae", "wae") + models.MULTIMODAL
 estimator = estimators.make_estimator("iwae", num_samples=3)
 optimizer = optax.adam(1e-2)
 if which in ("aae", "wae"):
@@ -38,6 +39,13 @@ if which in ("aae", "wae"):
   if which == "aae":
     optimizer = phases.PhasedOptimizer(tuple((p.name, p.groups, optax.adam(1e-2))
                                              for p in model.phases))
+elif which in models.MULTIMODAL:
+  modalities = (models.multimodal.Modality("image", (8, 8, 1), "bernoulli"),
+                models.multimodal.Modality("label", (10,), "categorical", 5.0))
+  model = models.multimodal.make_multimodal_vae(
+      model=which, modalities=modalities, latent_dim=4, hidden=(32,),
+      estimator="dreg" if which == "mmvae" else "pathwise", num_samples=3 if which == "mmvae" else 1)
+  estimator = estimators.make_estimator(which, "dreg" if which == "mmvae" else "pathwise")
 elif which == "vqvae":
   model = models.vqvae.make_vqvae(image_shape=(8, 8, 1), features=(4, 8), num_codes=16,
                                   code_dim=4, codebook_update="ema", restart_after=2)

@@ -13,7 +13,7 @@ from vaejax import config as config_lib
     ("learning_rate", -1e-3, r"must be > 0"),
     ("epochs", 0, r"config.epochs=0 must be >= 1"),
     ("estimator", "magic", r"config.estimator='magic' is not valid; choose one of \['pathwise'"),
-    ("objective", "elbow", r"choose one of \['elbo', 'iwae', 'ae', 'vq', 'code_prior', 'aae', 'wae'\]"),
+    ("objective", "elbow", r"choose one of \['elbo', 'iwae', 'ae', 'vq', 'code_prior', 'aae', 'wae', 'mvae', 'mmvae', 'mopoe'\]"),
     ("architecture", "resnet", r"config.architecture='resnet'.*\['mlp', 'conv'\]"),
     ("dataset", "cifar", r"config.dataset='cifar'"),
     ("parallel", "tpu", r"\['none', 'pmap', 'sharding'\]"),
@@ -72,7 +72,7 @@ def test_a_key_added_since_the_checkpoint_counts_as_unchanged_only_at_its_defaul
 
 
 @pytest.mark.parametrize("overrides,match", [
-    (dict(model="gan"), r"config.model='gan' is not valid; choose one of \['vae', 'cvae', 'hvae', 'ladder', 'vqvae', 'vqvae_prior', 'aae', 'wae'\]"),
+    (dict(model="gan"), r"config.model='gan' is not valid; choose one of \['vae', 'cvae', 'hvae', 'ladder', 'vqvae', 'vqvae_prior', 'aae', 'wae', 'mvae', 'mmvae', 'mopoe'\]"),
     (dict(model="cvae"), r"model='cvae' with condition='label' needs labelled training data; "
                          r"dataset='binarized_mnist' has no training labels"),
     (dict(model="cvae", condition="text", dataset="mnist", dynamic_binarization=True),

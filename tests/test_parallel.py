@@ -120,6 +120,22 @@ def test_prior_matching_autoencoders_on_eight_devices_match_one_device(model, tm
     _assert_same(result, single)
 
 
+@pytest.mark.parametrize("model", ["mvae", "mmvae", "mopoe"])
+def test_multimodal_vaes_on_eight_devices_match_one_device(model, tmp_path):
+  """MVAE's sub-sampled ELBO, MMVAE's stratified IWAE with DReG and MoPoE's ELBO are
+  per-example objectives: pmap and sharding give the single-device params."""
+  procs = {mode: _worker(mode, tmp_path / f"{mode}.npz", model=model)
+           for mode in ("none", "pmap", "sharding")}
+  for proc in procs.values():
+    _finish(proc)
+  single = _params(tmp_path / "none.npz")
+  assert np.isfinite(float(single["metric/loss"])) and "metric/neg_elbo" in single
+  for mode in ("pmap", "sharding"):
+    result = _params(tmp_path / f"{mode}.npz")
+    assert int(result["devices"]) == 8 and int(result["step"]) == 10
+    _assert_same(result, single)
+
+
 @pytest.mark.parametrize("mode", ["pmap", "sharding"])
 def test_eight_devices_match_one_device(mode, single_device, tmp_path):
   out = tmp_path / f"{mode}.npz"

@@ -17,7 +17,7 @@ import numpy as np
 import optax
 
 from vaejax import (checkpoint, config as config_lib, data, estimators, evaluate, models,
-                    objectives, optim, parallel, phases, replicas, training)
+                    objectives, optim, paired_digits, parallel, phases, replicas, training)
 from vaejax.models import code_prior
 
 
@@ -200,6 +200,9 @@ def load_data(config) -> tuple[data.Dataset, dict[str, data.Dataset]]:
     train = train.take(config.train_subset)
   if config.eval_subset:
     evals = {k: v.spread(config.eval_subset) for k, v in evals.items()}
+  if "image2" in models.required_keys(config):  # the partner modality
+    train = with_partners(config, train, "train")
+    evals = {k: with_partners(config, v, k) for k, v in evals.items()}
   binary = config.dataset == "binarized_mnist"
   for split, ds in [("train", train), *evals.items()]:
     data.check_images(ds.images, what=f"{config.dataset} {split}", binary=binary)
@@ -212,6 +215,25 @@ def load_data(config) -> tuple[data.Dataset, dict[str, data.Dataset]]:
   return train, evals
 
 
+PARTNER_SEEDS = {"train": 0, "test": 1, "validation": 2}
+
+
+def with_partners(config, dataset: data.Dataset, split: str) -> data.Dataset:
+  """dataset with extra["image2"]: each digit's partner of the same class
+  (vaejax.paired_digits; config.partner: textures, or SVHN through TFDS), drawn
+  with the split's seed in PARTNER_SEEDS."""
+  base = split.split("[")[0]  # a sliced split draws with its split's seed
+  base = {"valid": "validation", "val": "validation"}.get(base, base)
+  if config.partner == "svhn_cropped":  # MNIST's validation rows pair with SVHN train
+    partners = paired_digits.svhn_partners(
+        dataset.labels, split="test" if base == "test" else "train", seed=PARTNER_SEEDS[base],
+        data_dir=data.resolve_data_dir(config.data_dir or None))
+  else:
+    partners = paired_digits.partner_images(dataset.images, dataset.labels,
+                                            seed=PARTNER_SEEDS[base])
+  return dataset.with_extra(image2=partners)
+
+
 # Evaluation data under dynamic binarisation: ONE fixed Bernoulli draw of the grey test
 # set, the same for every run and seed, so that runs are compared on the same pixels.
 EVAL_BINARIZATION_KEY = 20151001
@@ -221,7 +243,8 @@ def examples(config, dataset: data.Dataset, *, as_float: bool = False) -> dict:
   """The example pytree of a whole data set: {"image": [N, H, W, C]} plus the keys
   the model needs ("label": int32 [N]). Images stay uint8 unless as_float
   (then float32 in [0, 1], for evaluation; with dynamic binarisation the fixed
-  binarised draw keyed by EVAL_BINARIZATION_KEY)."""
+  binarised draw keyed by EVAL_BINARIZATION_KEY). A second image modality
+  ("image2", uint8 [N, 28, 28, 3]) likewise, never binarised."""
   images = dataset.images
   if as_float:
     images = jnp.asarray(images, jnp.float32) / dataset.max_value
@@ -229,8 +252,12 @@ def examples(config, dataset: data.Dataset, *, as_float: bool = False) -> dict:
       key = jax.random.PRNGKey(EVAL_BINARIZATION_KEY)
       images = jax.random.bernoulli(key, images).astype(jnp.float32)
   out = {"image": images}
-  if "label" in models.required_keys(config):
-    out["label"] = dataset.labels
+  for key in models.required_keys(config):
+    if key == "label":
+      out["label"] = dataset.labels
+    else:  # a grey-level image modality (uint8 0..255), never binarised
+      out[key] = (jnp.asarray(dataset.extra[key], jnp.float32) / 255.0 if as_float
+                  else dataset.extra[key])
   return out
 
 

@@ -54,10 +54,12 @@ def accuracy(params, images: np.ndarray, labels: np.ndarray, *, batch_size: int 
 
 
 def train(images: np.ndarray, labels: np.ndarray, *, key: jax.Array, epochs: int = 4,
-          batch_size: int = 128, learning_rate: float = 1e-3, log=print):
+          batch_size: int = 128, learning_rate: float = 1e-3, binarize: bool = True, log=print):
   """Params fitted by Adam on softmax cross-entropy, each epoch in one jitted scan.
 
-  images: uint8 [N, H, W, 1] grey levels (0..255); labels: int [N] in 0..9.
+  images: uint8 [N, H, W, C] grey levels (0..255); labels: int [N] in 0..9.
+  binarize: every other batch is a Bernoulli draw of its grey levels (for
+  classifying binary images and Bernoulli means alike); False for colour images.
   Raises ValueError for labels outside 0..9 or mismatched lengths.
   """
   labels = np.asarray(labels)
@@ -85,7 +87,8 @@ def train(images: np.ndarray, labels: np.ndarray, *, key: jax.Array, epochs: int
       x = data[idx].astype(jnp.float32) / 255.0
       step_key = jax.random.fold_in(epoch_key, i + 1)
       binary = jax.random.bernoulli(step_key, x).astype(jnp.float32)
-      x = jnp.where(i % 2 == 0, x, binary)  # grey and binarised batches in turn
+      if binarize:
+        x = jnp.where(i % 2 == 0, x, binary)  # grey and binarised batches in turn
       loss, grads = jax.value_and_grad(loss_fn)(params, x, targets[idx])
       updates, opt_state = optimizer.update(grads, opt_state, params)
       return (optax.apply_updates(params, updates), opt_state), loss
@@ -98,3 +101,70 @@ def train(images: np.ndarray, labels: np.ndarray, *, key: jax.Array, epochs: int
     params, opt_state, loss = epoch(params, opt_state, jax.random.fold_in(key, e))
     log(f"classifier epoch {e + 1}/{epochs}: train cross-entropy {float(loss):.4f}")  # host sync
   return params
+
+
+def load_or_train(folder: str, train_images: np.ndarray, train_labels: np.ndarray,
+                  eval_sets: dict, *, key: jax.Array, epochs: int = 4, binarize: bool = True,
+                  log=print):
+  """(params, info) read from folder/params.msgpack, or trained (`train`) and saved
+  there with folder/classifier.json: info = {"epochs", "<name>_accuracy" for each
+  eval set name -> (images float [N, H, W, C] in [0, 1], labels [N])}. A classifier
+  saved for images of another shape raises ValueError."""
+  import json
+  import os
+
+  import flax.serialization
+  path, info_path = os.path.join(folder, "params.msgpack"), os.path.join(folder, "classifier.json")
+  template = init(jax.random.PRNGKey(0), train_images.shape[1:])
+  if os.path.exists(path):
+    with open(path, "rb") as f:
+      params = flax.serialization.from_bytes(template, f.read())
+    if jax.tree_util.tree_map(np.shape, params) != jax.tree_util.tree_map(np.shape, template):
+      raise ValueError(f"{path} holds a classifier for images of another shape than "
+                       f"{train_images.shape[1:]}")
+    with open(info_path) as f:
+      return params, json.load(f)
+  params = train(train_images, train_labels, key=key, epochs=epochs, binarize=binarize, log=log)
+  info = {"epochs": epochs}
+  for name, (images, labels) in eval_sets.items():
+    info[f"{name}_accuracy"] = accuracy(params, images, labels)
+  os.makedirs(folder, exist_ok=True)
+  with open(path, "wb") as f:
+    f.write(flax.serialization.to_bytes(params))
+  with open(info_path, "w") as f:
+    json.dump(info, f, indent=1)
+  return params, info
+
+
+def linear_probe_accuracy(train_features: np.ndarray, train_labels: np.ndarray,
+                          test_features: np.ndarray, test_labels: np.ndarray, *,
+                          steps: int = 500, l2: float = 1e-4) -> float:
+  """Test accuracy of multinomial logistic regression on features [N, D] (e.g.
+  posterior means: the latent classification accuracy of the multimodal
+  literature), fitted full-batch by L-BFGS on standardised features."""
+  mean, std = train_features.mean(0), train_features.std(0) + 1e-6
+  x = jnp.asarray((train_features - mean) / std)
+  y = jnp.asarray(train_labels, jnp.int32)
+  params = {"w": jnp.zeros((x.shape[1], NUM_CLASSES)), "b": jnp.zeros(NUM_CLASSES)}
+
+  def loss(p):
+    logits = x @ p["w"] + p["b"]
+    return (jnp.mean(optax.softmax_cross_entropy_with_integer_labels(logits, y))
+            + l2 * jnp.sum(jnp.square(p["w"])))
+
+  solver = optax.lbfgs()
+  value_and_grad = optax.value_and_grad_from_state(loss)
+
+  @jax.jit
+  def fit(params):
+    def step(carry, _):
+      params, state = carry
+      value, grad = value_and_grad(params, state=state)
+      updates, state = solver.update(grad, state, params, value=value, grad=grad, value_fn=loss)
+      return (optax.apply_updates(params, updates), state), None
+    (params, _), _ = jax.lax.scan(step, (params, solver.init(params)), None, length=steps)
+    return params
+
+  params = fit(params)
+  logits = jnp.asarray((test_features - mean) / std) @ params["w"] + params["b"]
+  return float(np.mean(np.asarray(jnp.argmax(logits, -1)) == np.asarray(test_labels)))

@@ -13,7 +13,8 @@ import ml_collections
 
 from vaejax import data, estimators, models, parallel, replicas
 from vaejax.config_checks import (ConfigError, at_least, check_aae, check_family_keys,
-                                  check_hvae, check_vq_prior, check_vqvae, choice)
+                                  check_hvae, check_multimodal, check_vq_prior, check_vqvae,
+                                  choice)
 from vaejax.models import cvae
 
 
@@ -26,7 +27,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.validation_split = False  # mnist only: train on train[:50000], also evaluate on the last 10k
   c.train_subset = 0  # 0: the whole split
   c.eval_subset = 0
-  # Model (vaejax.models: vae | cvae | hvae | ladder | vqvae | vqvae_prior | aae | wae).
+  # Model (vaejax.models: vae | cvae | hvae | ladder | vqvae | vqvae_prior | aae | wae | mvae |
+  # mmvae | mopoe).
   c.model = "vae"
   c.condition = "label"  # cvae: label | quadrants
   c.observed_quadrants = 1  # cvae with condition=quadrants: 1, 2 or 3 observed quadrants
@@ -63,6 +65,12 @@ def base_config() -> ml_collections.ConfigDict:
   c.generator_learning_rate = 0.0
   c.mmd_weight = 10.0
   c.gradient_penalty = 0.0  # aae: R1 penalty gamma on the discriminator (0: none)
+  # mvae | mmvae | mopoe: the modalities (example keys: image, label) and the weight of each
+  # one's log-likelihood in training (empty: all 1); mmvae draws num_samples per expert.
+  c.modalities = ("image", "label")  # also image2: vaejax.paired_digits' colour partner
+  c.modality_weights = ()
+  c.image2_likelihood = "continuous_bernoulli"  # its grey levels need a density on [0, 1]
+  c.partner = "textures"  # image2: textures (offline) | svhn_cropped (TFDS, needs a network)
   c.architecture = "mlp"
   c.hidden = (500,)
   c.latent_dim = 20
@@ -192,7 +200,9 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
     raise ConfigError(f"config.model={config.model!r} with objective={config.objective!r}: "
                       f"these families train on their own objectives: {pairs}")
   check_family_keys(config, base_config())
-  if config.model in own and config.eval_importance_samples:
+  if config.model in models.MULTIMODAL:
+    check_multimodal(config)
+  elif config.model in own and config.eval_importance_samples:
     raise ConfigError(f"config.eval_importance_samples: model={config.model!r} has no "
                       f"importance-sampled likelihood (a point-mass posterior, or no prior density)")
   if config.latent_prior != "gaussian" and config.model not in ("vae", "aae", "wae"):
@@ -207,6 +217,8 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
   if config.model != "cvae" and config.prior != "standard_normal":
     raise ConfigError(f"config.prior={config.prior!r} applies to model='cvae' only")
   kl_keys = ("kl_warmup_steps", "free_bits", "capacity_max", "capacity_steps", "capacity_gamma")
+  if config.objective in ("mvae", "mopoe"):  # their ELBOs take a KL warm-up, no other shaping
+    kl_keys = tuple(k for k in kl_keys if k != "kl_warmup_steps")
   if config.objective != "elbo":
     for key in ("beta",) + kl_keys:
       if config[key] != base_config()[key]:

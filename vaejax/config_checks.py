@@ -91,7 +91,9 @@ AAE_KEYS = ("supervised", "stochastic_encoder", "discriminator_hidden",
             "gradient_penalty")
 # Keys that only some models read, with those models: a changed value elsewhere is
 # refused. (supervised, the AAE's too, has its own message in check_aae.)
+MULTIMODAL_KEYS = ("modalities", "modality_weights", "image2_likelihood", "partner")
 FAMILY_KEYS = ((("vqvae",), VQ_KEYS), (("vqvae_prior",), PRIOR_KEYS), (("aae", "wae"), AAE_KEYS),
+               (("mvae", "mmvae", "mopoe"), MULTIMODAL_KEYS),
                (("aae",), ("discriminator_hidden", "discriminator_learning_rate",
                            "generator_learning_rate", "gradient_penalty")),
                (("wae",), ("mmd_weight",)))
@@ -147,3 +149,40 @@ def check_aae(config) -> None:
   if config.grad_clip_norm and config.model == "aae":
     raise ConfigError("config.grad_clip_norm is not available for model='aae' (its phases "
                       "each have a plain Adam)")
+
+
+def check_multimodal(config) -> None:
+  """The modalities and their weights, and the settings the multimodal VAEs take."""
+  from vaejax.models import GREY_LIKELIHOODS, multimodal
+  names = tuple(config.modalities)
+  if (not names or len(set(names)) != len(names)
+      or any(n not in multimodal.MODALITY_NAMES for n in names)):
+    raise ConfigError(f"config.modalities={config.modalities!r} must name distinct modalities "
+                      f"from {list(multimodal.MODALITY_NAMES)}")
+  if "image" not in names:
+    raise ConfigError(f"config.modalities={config.modalities!r} must include 'image'")
+  if "label" in names and config.dataset != "mnist":
+    raise ConfigError(f"config.modalities holds 'label': dataset={config.dataset!r} has no "
+                      f"training labels; use dataset='mnist'")
+  if "image2" in names and config.dataset != "mnist":
+    raise ConfigError(f"config.modalities holds 'image2', built from MNIST's labels: "
+                      f"dataset={config.dataset!r} has none; use dataset='mnist'")
+  from vaejax.paired_digits import PARTNER_SHAPES
+  choice(config, "partner", tuple(PARTNER_SHAPES))
+  valid = [name for name in GREY_LIKELIHOODS if name != "gaussian_learned"]
+  if config.image2_likelihood not in valid:
+    raise ConfigError(f"config.image2_likelihood={config.image2_likelihood!r}: image2 is "
+                      f"grey-level; choose one of {valid}")
+  weights = tuple(config.modality_weights)
+  if weights and (len(weights) != len(names) or not all(w > 0 for w in weights)):
+    raise ConfigError(f"config.modality_weights={config.modality_weights!r} must be empty or "
+                      f"hold one positive weight per modality ({len(names)})")
+  if config.model != "mmvae" and config.num_samples != 1:
+    raise ConfigError(f"config.num_samples={config.num_samples}: model={config.model!r} draws "
+                      f"one sample per posterior (num_samples is the MMVAE's K per expert)")
+  if config.architecture != "mlp" or config.compute_dtype != "float32":
+    raise ConfigError(f"config.model={config.model!r} is an MLP in float32: set "
+                      f"architecture='mlp', compute_dtype='float32'")
+  if config.likelihood == "gaussian_learned":
+    raise ConfigError(f"config.likelihood='gaussian_learned' is not available for "
+                      f"model={config.model!r} (use gaussian_fixed)")

@@ -68,10 +68,12 @@ class DataError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-  """images: uint8 [N, 28, 28, 1] with values in [0, max_value]; labels: int32 [N] or None."""
+  """images: uint8 [N, 28, 28, 1] with values in [0, max_value]; labels: int32 [N] or None;
+  extra: further per-example arrays [N, ...] by example key (a second modality)."""
   images: np.ndarray
   labels: Optional[np.ndarray]
   max_value: int  # 1 for statically binarised data, 255 for grayscale
+  extra: dict = dataclasses.field(default_factory=dict)
 
   def __len__(self) -> int:
     return int(self.images.shape[0])
@@ -87,7 +89,11 @@ class Dataset:
 
   def select(self, index: np.ndarray | slice) -> "Dataset":
     labels = None if self.labels is None else self.labels[index]
-    return Dataset(self.images[index], labels, self.max_value)
+    return Dataset(self.images[index], labels, self.max_value,
+                   {k: v[index] for k, v in self.extra.items()})
+
+  def with_extra(self, **arrays: np.ndarray) -> "Dataset":
+    return Dataset(self.images, self.labels, self.max_value, {**self.extra, **arrays})
 
 
 def resolve_data_dir(data_dir: Optional[str]) -> Optional[str]:

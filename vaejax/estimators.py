@@ -25,6 +25,9 @@ one by (objective, estimator) name and closes over the static settings.
   aae        adversarial     the adversarial autoencoder's three phases (model.phases,
                              vaejax.phases); model.objective is its evaluation
   wae        mmd             WAE-MMD: model.objective plus its batch term (model.batch_objective)
+  mvae       pathwise        multimodal VAEs' own objectives (models.multimodal_objectives):
+  mmvae      dreg, pathwise  MVAE's sub-sampled ELBO, MMVAE's stratified IWAE (DReG for a
+  mopoe      pathwise        mixture posterior), MoPoE's ELBO
 
 Baselines live in params["baseline"]; a moving average is a scalar fitted by
 `make_optimizer` with SGD at rate 1 - decay on 0.5 (b - signal)^2, which is
@@ -51,6 +54,9 @@ OBJECTIVE_ESTIMATORS = {
     "code_prior": ("maximum_likelihood",),
     "aae": ("adversarial",),
     "wae": ("mmd",),
+    "mvae": ("pathwise",),
+    "mmvae": ("dreg", "pathwise"),
+    "mopoe": ("pathwise",),
 }
 # Objectives a model family defines itself (model.objective); the estimator is part of it.
 OWN_OBJECTIVES = tuple(OWN_OBJECTIVE.values())

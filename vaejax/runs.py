@@ -19,7 +19,7 @@ from typing import Optional
 import jax
 import ml_collections
 
-from vaejax import builders, data, distributions, replicas
+from vaejax import builders, data, distributions, models, replicas
 from vaejax.builders import NotARunError  # noqa: F401  (public here: vaejax.NotARunError)
 from vaejax.models import batched
 from vaejax.models.base import Example, LatentVariableModel, Params
@@ -86,6 +86,8 @@ class Run:
     dataset = data.load(self.config.dataset, split, data_dir or self.config.data_dir or None)
     if num:
       dataset = dataset.spread(num)
+    if "image2" in models.required_keys(self.config):
+      dataset = builders.with_partners(self.config, dataset, split)
     out = builders.examples(self.config, dataset, as_float=True)
     if dataset.labels is not None:  # for pictures by digit, even when the model ignores them
       out["label"] = jax.numpy.asarray(dataset.labels, jax.numpy.int32)

@@ -50,9 +50,13 @@ def create_train_state(params: Params, optimizer: optax.GradientTransformation, 
   return jax.tree_util.tree_map(jnp.copy, state)
 
 
+# Further image modalities of a batch dict: uint8 0..255 grey levels, scaled, never binarised.
+GREY_MODALITIES = ("image2",)
+
+
 def make_preprocess(max_value: int, dynamic_binarization: bool):
   """A batch of uint8 images [B, H, W, C] (a bare array, or the "image" leaf of
-  a batch dict; other leaves such as labels pass through) -> float32 in [0, 1];
+  a batch dict; labels pass through, GREY_MODALITIES are scaled) -> float32 in [0, 1];
   Bernoulli-resampled per example (dynamic binarisation) when asked, one key
   per global example index."""
   def images(batch: jax.Array, key: jax.Array, example_offset) -> jax.Array:
@@ -64,7 +68,8 @@ def make_preprocess(max_value: int, dynamic_binarization: bool):
 
   def preprocess(batch, *, key: jax.Array, example_offset=0):
     if isinstance(batch, dict):
-      return {**batch, "image": images(batch["image"], key, example_offset)}
+      grey = {k: batch[k].astype(jnp.float32) / 255.0 for k in GREY_MODALITIES if k in batch}
+      return {**batch, **grey, "image": images(batch["image"], key, example_offset)}
     return images(batch, key, example_offset)
   return preprocess
 

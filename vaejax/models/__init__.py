@@ -18,22 +18,29 @@
         phases per step (objective='aae')
   wae   the Wasserstein autoencoder, WAE-MMD (Tolstikhin et al. 2018; aae.py): the
         same autoencoder with an MMD penalty over the batch (objective='wae')
+  mvae, mmvae, mopoe  multimodal VAEs (multimodal.py): one latent for several
+        modalities (config.modalities), combined by a product of experts (Wu &
+        Goodman 2018), a mixture of experts (Shi et al. 2019) or a mixture of
+        products (Sutter et al. 2021); each trains on its own objective
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-from vaejax.models import aae, code_prior, cvae, hvae, ladder, vae, vqvae
+from vaejax.models import aae, code_prior, cvae, hvae, ladder, multimodal, vae, vqvae
 from vaejax.models.base import (GREY_LIKELIHOODS, LIKELIHOODS, STATS, Example,
                                 LatentVariableModel, Params, image_of)
 from vaejax.models.vae import ARCHITECTURES, COMPUTE_DTYPES, VAE, make_vae
 
 __all__ = ["aae", "ARCHITECTURES", "COMPUTE_DTYPES", "OWN_OBJECTIVE", "GREY_LIKELIHOODS", "LIKELIHOODS", "MODELS", "STATS", "VAE",
            "Example", "LatentVariableModel", "Params", "closed_form_kl", "code_prior", "cvae", "hvae", "image_of",
-           "ladder", "make", "make_vae", "required_keys", "vae", "vqvae"]
-MODELS = ("vae", "cvae", "hvae", "ladder", "vqvae", "vqvae_prior", "aae", "wae")
+           "ladder", "make", "make_vae", "multimodal", "required_keys", "vae", "vqvae"]
+MODELS = ("vae", "cvae", "hvae", "ladder", "vqvae", "vqvae_prior", "aae", "wae", "mvae",
+          "mmvae", "mopoe")
 # Families that train on their own objective (models.base, objective tier): model -> objective.
-OWN_OBJECTIVE = {"vqvae": "vq", "vqvae_prior": "code_prior", "aae": "aae", "wae": "wae"}
+OWN_OBJECTIVE = {"vqvae": "vq", "vqvae_prior": "code_prior", "aae": "aae", "wae": "wae",
+                 "mvae": "mvae", "mmvae": "mmvae", "mopoe": "mopoe"}
+MULTIMODAL = ("mvae", "mmvae", "mopoe")
 PRIOR_MATCHING = ("aae", "wae")
 HIERARCHICAL = ("hvae", "ladder")  # stacked stochastic layers: latent_dims, layer_hidden
 
@@ -43,7 +50,10 @@ def required_keys(config) -> tuple[str, ...]:
   if config.model == "cvae" and config.condition == "label":
     return ("label",)
   if config.model in PRIOR_MATCHING and config.dataset == "mnist":
-    return ("label",)  # the supervised AAE trains on it; the codes' digit metrics read it
+    return ("label",)
+  if config.model in MULTIMODAL:  # the label too when it is not a modality: coherence reads it
+    return tuple(m for m in config.modalities if m != "image") + ("label",) * (
+        "label" not in config.modalities and config.dataset != "binarized_mnist")  # the supervised AAE trains on it; the codes' digit metrics read it
   return ()
 
 
@@ -68,6 +78,12 @@ def make(config, image_shape: Sequence[int]) -> LatentVariableModel:
                 latent_dim=config.latent_dim, hidden=hidden, likelihood=config.likelihood,
                 activation=config.activation, gaussian_scale=config.gaussian_scale,
                 compute_dtype=config.compute_dtype)
+  if config.model in MULTIMODAL:
+    return multimodal.make_multimodal_vae(
+        model=config.model, modalities=multimodal.modalities_of(config, image_shape),
+        latent_dim=config.latent_dim, hidden=hidden, activation=config.activation,
+        gaussian_scale=config.gaussian_scale, estimator=config.estimator,
+        num_samples=config.num_samples, kl_warmup_steps=config.kl_warmup_steps)
   if config.model == "vae":
     return make_vae(**common, latent_prior=config.latent_prior)
   if config.model in PRIOR_MATCHING:
