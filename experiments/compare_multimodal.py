@@ -13,14 +13,18 @@ al. (2019) and Sutter et al. (2021):
   joint        the share of --joint_samples prior draws whose decoded modalities
                all get the same class
   probe <m>    latent classification: a linear probe (logistic regression) fitted
-               on the posterior means of --probe_train training examples given <m>
-               alone (or all), scored on the test split's
+               on the posterior means of the first --probe_train examples of the
+               run's training split given <m> alone (or all), scored on the test
+               split's
   -log p       importance-sampled -log p(X) and -log p(x_m) with --importance_samples
                draws of q(z|X) (or q(z|x_m)) over --importance_subset evenly spaced
-               test examples, in nats; and the run's test neg_elbo (whole split)
-One classifier per image modality (vaejax.classifier) is trained on the training
-split and saved under --classifier_dir/<modality> the first time, its test
-accuracy in classifier.json. Writes multimodal.json, multimodal.md (the table)
+               test examples, in nats; and the run's test neg_elbo from its summary
+               (over its eval_subset, if it set one): each model's own bound, so
+               MVAE's joint ELBO, MMVAE's stratified ELBO and MoPoE's subset bound
+One classifier per image modality (vaejax.classifier) is trained on MNIST's
+training split (with its partners) and saved under --classifier_dir/<modality>
+the first time; its test accuracy (on the test inputs as the run sees them, and
+for MNIST on the grey digits) goes into multimodal.json. Writes multimodal.json, multimodal.md (the table)
 and <run>_generation.png per run: inputs of each image modality, their
 reconstructions, cross generations (each from the other modality alone) and
 joint generations from the prior.
@@ -66,7 +70,7 @@ def classifiers(run, train, test, log):
     params[m.name], info = classifier.load_or_train(
         os.path.join(_CLASSIFIER.value, m.name), np.asarray(train[m.name]),
         np.asarray(train["label"]), {"test": (np.asarray(test[m.name]), np.asarray(test["label"]))},
-        key=jax.random.PRNGKey(_SEED.value), epochs=_EPOCHS.value,
+        key=jax.random.fold_in(jax.random.PRNGKey(_SEED.value), 100), epochs=_EPOCHS.value,
         binarize=m.name == "image", log=log)
     accuracy[m.name] = classifier.accuracy(params[m.name], np.asarray(test[m.name]),
                                            np.asarray(test["label"]))
@@ -135,28 +139,28 @@ class Probe:
     return np.concatenate(out)
 
 
-def training_examples(run):
-  """The run's MNIST training split (with the partner modality), uint8 as stored."""
+def classifier_examples(run):
+  """MNIST's whole training split (or its first --train_subset) with the partner
+  modality, uint8 as stored: what the classifiers learn from."""
   from vaejax import builders, data
   train = data.load("mnist", "train", _DATA_DIR.value or run.config.data_dir or None)
+  train = builders.with_partners(run.config, train, "train")
   if _TRAIN.value:
     train = train.take(_TRAIN.value)
-  train = builders.with_partners(run.config, train, "train")
   return {"image": train.images, "label": train.labels, **train.extra}
 
 
-def probe_inputs(run, train, key):
-  """The first --probe_train training examples as the model reads them (floats in
-  [0, 1], the image binarised by one draw when the run binarises dynamically)."""
-  import jax
-  import jax.numpy as jnp
-  out = {"label": jnp.asarray(train["label"][:_PROBE.value], jnp.int32)}
-  for name in run.model.names:
-    if name != "label":
-      out[name] = jnp.asarray(train[name][:_PROBE.value], jnp.float32) / 255.0
-  if run.config.dynamic_binarization:
-    out["image"] = jax.random.bernoulli(key, out["image"]).astype(jnp.float32)
-  return out
+def probe_inputs(run):
+  """The first --probe_train examples of the run's own training split, as its
+  evaluation reads examples (floats in [0, 1]; under dynamic binarisation one
+  fixed draw)."""
+  from vaejax import builders
+  config = run.config.copy_and_resolve_references()
+  if _DATA_DIR.value:
+    config.data_dir = _DATA_DIR.value
+  train, _ = builders.load_data(config)
+  examples = builders.examples(config, train.take(_PROBE.value), as_float=True)
+  return {k: v for k, v in examples.items() if k in run.model.names or k == "label"}
 
 
 def evaluate_run(workdir, log):
@@ -172,8 +176,7 @@ def evaluate_run(workdir, log):
   names = run.model.names
   test = run.examples("test", num=_TEST.value, data_dir=_DATA_DIR.value)
   test = {k: v for k, v in test.items() if k in names or k == "label"}
-  train = training_examples(run)
-  classifier_params, classifier_accuracy = classifiers(run, train, test, log)
+  classifier_params, classifier_accuracy = classifiers(run, classifier_examples(run), test, log)
   probe = Probe(run, classifier_params)
   labels, key = np.asarray(test["label"]), jax.random.PRNGKey(_SEED.value)
   result = {"workdir": workdir, "model": run.config.model, "step": run.step,
@@ -187,7 +190,7 @@ def evaluate_run(workdir, log):
   z = jax.random.normal(jax.random.fold_in(key, 10), (_JOINT.value, run.model.latent_dim))
   classes = np.stack([probe.classes(n, z) for n in names])
   result["joint"] = float(np.mean(np.all(classes == classes[0], axis=0)))
-  fit = probe_inputs(run, train, jax.random.fold_in(key, 11))
+  fit = probe_inputs(run)
   for which in names + ("all",):
     mask = probe.all if which == "all" else probe.only[which]
     result[f"probe_{which}"] = classifier.linear_probe_accuracy(

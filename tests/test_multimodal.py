@@ -354,3 +354,17 @@ def test_svhn_partners_pair_each_digit_with_an_svhn_image_of_its_class(monkeypat
     np.testing.assert_array_equal(ds.extra["image2"][:, 0, 0, 0], ds.labels * 20)
   model = models.make(config, train.images.shape[1:])
   assert model.modalities[1].shape == (32, 32, 3)
+
+
+@pytest.mark.parametrize("name", ["mvae", "mmvae", "mopoe"])
+def test_three_modalities_train_with_finite_gradients(name):
+  """M = 3 adds MVAE's random subset and MoPoE's seven subsets; one modality absent."""
+  modalities = MODALITIES + (Modality("image2", (2, 2, 3), "continuous_bernoulli"),)
+  model = _model(name, modalities=modalities, num_samples=2 if name == "mmvae" else 1)
+  params = model.init(jax.random.PRNGKey(0))
+  x = {**_example(), "image2": jnp.full((2, 2, 3), 0.3), "mask": jnp.asarray([1.0, 0.0, 1.0])}
+  values = [float(model.objective(params, x, key=jax.random.PRNGKey(k))[0]) for k in range(4)]
+  assert all(math.isfinite(v) for v in values) and len(set(values)) > 1
+  grads = jax.grad(lambda p: model.objective(p, x, key=jax.random.PRNGKey(0))[0])(params)
+  assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(grads))
+  assert float(jnp.sum(jnp.abs(grads["decoder"]["label"]["out"]["kernel"]))) == 0.0  # absent

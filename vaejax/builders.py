@@ -196,13 +196,13 @@ def load_data(config) -> tuple[data.Dataset, dict[str, data.Dataset]]:
   evals = {"test": data.load(config.dataset, "test", data_dir)}
   if config.validation_split:  # mnist's validation split is train[50000:]: read the file once
     train, evals["validation"] = train.select(slice(None, 50000)), train.select(slice(50000, None))
+  if "image2" in models.required_keys(config):  # partners from the whole split, then subsets
+    train = with_partners(config, train, "train")
+    evals = {k: with_partners(config, v, k) for k, v in evals.items()}
   if config.train_subset:
     train = train.take(config.train_subset)
   if config.eval_subset:
     evals = {k: v.spread(config.eval_subset) for k, v in evals.items()}
-  if "image2" in models.required_keys(config):  # the partner modality
-    train = with_partners(config, train, "train")
-    evals = {k: with_partners(config, v, k) for k, v in evals.items()}
   binary = config.dataset == "binarized_mnist"
   for split, ds in [("train", train), *evals.items()]:
     data.check_images(ds.images, what=f"{config.dataset} {split}", binary=binary)
@@ -244,7 +244,7 @@ def examples(config, dataset: data.Dataset, *, as_float: bool = False) -> dict:
   the model needs ("label": int32 [N]). Images stay uint8 unless as_float
   (then float32 in [0, 1], for evaluation; with dynamic binarisation the fixed
   binarised draw keyed by EVAL_BINARIZATION_KEY). A second image modality
-  ("image2", uint8 [N, 28, 28, 3]) likewise, never binarised."""
+  ("image2", uint8 [N, H', W', 3]) likewise, never binarised."""
   images = dataset.images
   if as_float:
     images = jnp.asarray(images, jnp.float32) / dataset.max_value

@@ -12,8 +12,9 @@ posterior q(z|X):
                        of the present unimodal experts (MMVAE, Shi et al. 2019), or of
                        the products over every subset of them (MoPoE, Sutter et al. 2021)
 
-An absent expert drops out exactly: its weight in the product is exp(-inf) = 0
-and its mixture weight is -inf in log space. Shapes: E experts (or C mixture
+An absent expert drops out exactly: its weight in the product is exp(-inf) = 0,
+whatever its entries (NaN included); its mixture weight is -inf in log space,
+and a mixture's absent entries must be finite (the model zeroes them). Shapes: E experts (or C mixture
 components) over a latent of D dimensions.
 """
 from __future__ import annotations
@@ -77,8 +78,7 @@ class MixtureOfGaussians(NamedTuple):
   def stratified_sample(self, *, key: Array, num_samples: int) -> Array:
     """K reparameterised draws from EVERY component (Shi et al.'s stratified
     sampling): [C, K, D]; an absent component's draws are finite and weighted 0."""
-    keys = jax.random.split(key, self.means.shape[0] * num_samples).reshape(
-        self.means.shape[0], num_samples, -1)
+    keys = jax.random.split(key, (self.means.shape[0], num_samples))
     draw = lambda mean, log_var, k: DiagGaussian(mean, log_var).sample(key=k)  # noqa: E731
     over_k = jax.vmap(draw, in_axes=(None, None, 0))
     return jax.vmap(over_k)(self.means, self.log_vars, keys)

@@ -84,10 +84,10 @@ class Run:
     num > 0 keeps that many, evenly spaced. Data from data_dir, else the run's
     data_dir, else $VAEJAX_DATA_DIR. Raises vaejax.data.DataError without data."""
     dataset = data.load(self.config.dataset, split, data_dir or self.config.data_dir or None)
+    if "image2" in models.required_keys(self.config):  # drawn as in training: whole split
+      dataset = builders.with_partners(self.config, dataset, split)
     if num:
       dataset = dataset.spread(num)
-    if "image2" in models.required_keys(self.config):
-      dataset = builders.with_partners(self.config, dataset, split)
     out = builders.examples(self.config, dataset, as_float=True)
     if dataset.labels is not None:  # for pictures by digit, even when the model ignores them
       out["label"] = jax.numpy.asarray(dataset.labels, jax.numpy.int32)

@@ -50,10 +50,10 @@ def required_keys(config) -> tuple[str, ...]:
   if config.model == "cvae" and config.condition == "label":
     return ("label",)
   if config.model in PRIOR_MATCHING and config.dataset == "mnist":
-    return ("label",)
+    return ("label",)  # the supervised AAE trains on it; the codes' digit metrics read it
   if config.model in MULTIMODAL:  # the label too when it is not a modality: coherence reads it
     return tuple(m for m in config.modalities if m != "image") + ("label",) * (
-        "label" not in config.modalities and config.dataset != "binarized_mnist")  # the supervised AAE trains on it; the codes' digit metrics read it
+        "label" not in config.modalities and config.dataset != "binarized_mnist")
   return ()
 
 

@@ -128,6 +128,10 @@ class MultimodalVAE:
       return experts.product_of_experts(jnp.concatenate([means, prior]),
                                         jnp.concatenate([log_vars, prior]),
                                         jnp.concatenate([mask, jnp.ones(1)]))
+    # A mixture's absent components are evaluated (weight 0) and differentiated through:
+    # zero their entries so that non-finite ones cannot reach a value or a gradient.
+    present = mask[:, None] > 0
+    means, log_vars = jnp.where(present, means, 0.0), jnp.where(present, log_vars, 0.0)
     if self.aggregation == "moe":
       return experts.MixtureOfGaussians(means, log_vars, experts.uniform_log_weights(mask))
     return experts.mixture_of_products(means, log_vars, mask, self.subsets)

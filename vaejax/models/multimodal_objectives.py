@@ -48,13 +48,14 @@ def _stop_generative(params):
 
 def subsampled_elbo(model, params, x, *, key, beta=1.0):
   """MVAE's objective (module docstring); metrics: loss = neg_elbo = -joint ELBO,
-  recon, kl (joint) and elbo_<m>, each modality's own ELBO (with it observed)."""
+  recon, kl (joint) and elbo_<m>, each modality's own ELBO (0 where m is absent)."""
   means, log_vars = model.experts(params, x)
   mask = model.mask(x)
   num = len(model.modalities)
+  subset_key, key = jax.random.split(key)
   rows = [mask] + [mask * row for row in jnp.eye(num)]
   if num > 2:
-    rows.append(mask * jax.random.bernoulli(jax.random.fold_in(key, num + 1), 0.5, (num,)))
+    rows.append(mask * jax.random.bernoulli(subset_key, 0.5, (num,)))
   subsets = jnp.stack(rows)  # [S, M]
 
   def elbo(subset, sample_key):
