@@ -24,10 +24,10 @@ al. (2019) and Sutter et al. (2021):
 One classifier per image modality (vaejax.classifier) is trained on MNIST's
 training split (with its partners) and saved under --classifier_dir/<modality>
 the first time; its test accuracy (on the test inputs as the run sees them, and
-for MNIST on the grey digits) goes into multimodal.json. Writes multimodal.json, multimodal.md (the table)
-and <run>_generation.png per run: inputs of each image modality, their
-reconstructions, cross generations (each from the other modality alone) and
-joint generations from the prior.
+for MNIST on the grey digits) goes into the results. Writes multimodal.json,
+multimodal.md (the table), <run>_generation.png per run (inputs of each image
+modality, their reconstructions, cross generations from each other modality
+alone, and joint generations from the prior) and <run>/, the run's record.
 """
 import json
 import math
@@ -249,12 +249,13 @@ def table(results):
   keys = ([f"cross_{a}_to_{b}" for a, b in pairs] + ["joint"]
           + [f"probe_{n}" for n in names + ["all"]] + ["test_neg_elbo"]
           + [f"nll_{n}" for n in ["all"] + names])
-  lines = ["| model | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
+  lines = ["| run | " + " | ".join(cols) + " |", "|---" * (len(cols) + 1) + "|"]
   for r in results:
     cells = ["-" if r.get(k) is None else
              ("%.3f" if k.startswith(("cross", "joint", "probe")) else "%.2f") % r[k]
              for k in keys]
-    lines.append(f"| {r['model']} | " + " | ".join(cells) + " |")
+    run = os.path.basename(os.path.normpath(r["workdir"]))
+    lines.append(f"| {run} ({r['model']}, step {r['step']}) | " + " | ".join(cells) + " |")
   return "\n".join(lines)
 
 
@@ -273,6 +274,9 @@ def main(argv):
     print("error: the runs have different modalities; compare runs of one data set",
           file=sys.stderr)
     sys.exit(2)
+  from vaejax import runs
+  for w in _WORKDIRS.value:  # each run's record (summary, config, curves, pictures) beside
+    runs.copy_run_record(w, os.path.join(_OUT.value, os.path.basename(os.path.normpath(w))))
   with open(os.path.join(_OUT.value, "multimodal.json"), "w") as f:
     json.dump(results, f, indent=1)
   text = table(results)

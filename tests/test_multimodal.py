@@ -335,7 +335,7 @@ def test_compare_script_tables_coherences(tmp_path, data_dir):
     assert r["nll_all"] > 0 and math.isfinite(r["nll_image2"])
   assert (tmp_path / "out" / "mvae_generation.png").exists()
   assert json.loads((tmp_path / "cls" / "image" / "classifier.json").read_text())["epochs"] == 1
-  assert "| mopoe |" in (tmp_path / "out" / "multimodal.md").read_text()
+  assert "| mopoe (mopoe, step " in (tmp_path / "out" / "multimodal.md").read_text()
 
 
 def test_svhn_partners_pair_each_digit_with_an_svhn_image_of_its_class(monkeypatch, data_dir):
