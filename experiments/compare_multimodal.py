@@ -56,20 +56,26 @@ flags.mark_flags_as_required(["workdirs", "classifier_dir", "out"])
 BATCH = 500  # examples per jitted call
 
 
-def classifiers(run, train, test, log):
+def classifiers(run, test, log):
   """({image modality: classifier params}, {modality: test accuracy}), each classifier
-  trained on the run's training split (or read from --classifier_dir). Accuracy on
-  the test inputs as the run sees them, and for MNIST also on its grey test digits."""
+  read from --classifier_dir, or trained on MNIST's training split (`classifier_examples`)
+  and saved there. Accuracy on the test inputs as the run sees them, and for MNIST
+  also on its grey test digits."""
   import jax
   import numpy as np
   from vaejax import classifier, data
-  params, accuracy = {}, {}
+  params, accuracy, train = {}, {}, {}  # train: classifier_examples, built on first need
   for m in run.model.modalities:
     if m.is_label:
       continue
+
+    def training_data(name=m.name):
+      if not train:
+        train.update(classifier_examples(run))
+      return (np.asarray(train[name]), np.asarray(train["label"]),
+              {"test": (np.asarray(test[name]), np.asarray(test["label"]))})
     params[m.name], info = classifier.load_or_train(
-        os.path.join(_CLASSIFIER.value, m.name), np.asarray(train[m.name]),
-        np.asarray(train["label"]), {"test": (np.asarray(test[m.name]), np.asarray(test["label"]))},
+        os.path.join(_CLASSIFIER.value, m.name), m.shape, training_data,
         key=jax.random.fold_in(jax.random.PRNGKey(_SEED.value), 100), epochs=_EPOCHS.value,
         binarize=m.name == "image", log=log)
     accuracy[m.name] = classifier.accuracy(params[m.name], np.asarray(test[m.name]),
@@ -176,7 +182,7 @@ def evaluate_run(workdir, log):
   names = run.model.names
   test = run.examples("test", num=_TEST.value, data_dir=_DATA_DIR.value)
   test = {k: v for k, v in test.items() if k in names or k == "label"}
-  classifier_params, classifier_accuracy = classifiers(run, classifier_examples(run), test, log)
+  classifier_params, classifier_accuracy = classifiers(run, test, log)
   probe = Probe(run, classifier_params)
   labels, key = np.asarray(test["label"]), jax.random.PRNGKey(_SEED.value)
   result = {"workdir": workdir, "model": run.config.model, "step": run.step,

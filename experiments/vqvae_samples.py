@@ -38,13 +38,15 @@ def load_or_train_classifier(folder: str, data_dir, epochs: int, seed: int):
   import jax
   import numpy as np
   from vaejax import classifier, data
-  train, test = data.load("mnist", "train", data_dir), data.load("mnist", "test", data_dir)
-  grey = test.images.astype(np.float32) / 255.0
-  binary = np.asarray(jax.random.bernoulli(jax.random.PRNGKey(1), grey), np.float32)
-  return classifier.load_or_train(
-      folder, train.images, train.labels,
-      {"test": (grey, test.labels), "binarized_test": (binary, test.labels)},
-      key=jax.random.PRNGKey(seed), epochs=epochs)
+
+  def training_data():
+    train, test = data.load("mnist", "train", data_dir), data.load("mnist", "test", data_dir)
+    grey = test.images.astype(np.float32) / 255.0
+    binary = np.asarray(jax.random.bernoulli(jax.random.PRNGKey(1), grey), np.float32)
+    return train.images, train.labels, {"test": (grey, test.labels),
+                                        "binarized_test": (binary, test.labels)}
+  return classifier.load_or_train(folder, data.IMAGE_SHAPE, training_data,
+                                  key=jax.random.PRNGKey(seed), epochs=epochs)
 
 
 def confident_share(probs, threshold: float) -> float:

@@ -103,27 +103,28 @@ def train(images: np.ndarray, labels: np.ndarray, *, key: jax.Array, epochs: int
   return params
 
 
-def load_or_train(folder: str, train_images: np.ndarray, train_labels: np.ndarray,
-                  eval_sets: dict, *, key: jax.Array, epochs: int = 4, binarize: bool = True,
-                  log=print):
+def load_or_train(folder: str, image_shape, training_data, *, key: jax.Array, epochs: int = 4,
+                  binarize: bool = True, log=print):
   """(params, info) read from folder/params.msgpack, or trained (`train`) and saved
-  there with folder/classifier.json: info = {"epochs", "<name>_accuracy" for each
-  eval set name -> (images float [N, H, W, C] in [0, 1], labels [N])}. A classifier
-  saved for images of another shape raises ValueError."""
+  there with folder/classifier.json. training_data() -> (train_images uint8 [N, H, W, C],
+  train_labels [N], eval_sets {name: (images float [n, H, W, C] in [0, 1], labels)})
+  is called only to train; info = {"epochs", "<name>_accuracy" per eval set}. A
+  classifier saved for images of another shape than image_shape raises ValueError."""
   import json
   import os
 
   import flax.serialization
   path, info_path = os.path.join(folder, "params.msgpack"), os.path.join(folder, "classifier.json")
-  template = init(jax.random.PRNGKey(0), train_images.shape[1:])
+  template = init(jax.random.PRNGKey(0), image_shape)
   if os.path.exists(path):
     with open(path, "rb") as f:
       params = flax.serialization.from_bytes(template, f.read())
     if jax.tree_util.tree_map(np.shape, params) != jax.tree_util.tree_map(np.shape, template):
       raise ValueError(f"{path} holds a classifier for images of another shape than "
-                       f"{train_images.shape[1:]}")
+                       f"{tuple(image_shape)}")
     with open(info_path) as f:
       return params, json.load(f)
+  train_images, train_labels, eval_sets = training_data()
   params = train(train_images, train_labels, key=key, epochs=epochs, binarize=binarize, log=log)
   info = {"epochs": epochs}
   for name, (images, labels) in eval_sets.items():

@@ -74,15 +74,15 @@ def subsampled_elbo(model, params, x, *, key, beta=1.0):
 
 
 def _log_weights(model, params, x, mask, q, z):
-  """log p(X|z) + log p(z) - log q(z|X) with and without the lambdas, per z of
-  any leading shape [..., D]: ([...], [...])."""
+  """Per z of any leading shape [..., D]: the weighted log importance weight
+  sum_m lambda_m log p(x_m|z) + log p(z) - log q(z|X), the plain log p(X|z) and
+  log p(z) - log q(z|X) ([...] each; the plain log weight is the sum of the last two)."""
   def one(z_k):
     log_px = mask * model.modality_log_likelihoods(params, x, z_k)
-    rest = model.log_prior(params, x, z_k) - q.log_prob(z_k)
-    return log_px @ _lambdas(model) + rest, jnp.sum(log_px) + rest
-  flat = z.reshape(-1, z.shape[-1])
-  weighted, plain = jax.vmap(one)(flat)
-  return weighted.reshape(z.shape[:-1]), plain.reshape(z.shape[:-1])
+    log_ratio = model.log_prior(params, x, z_k) - q.log_prob(z_k)
+    return log_px @ _lambdas(model) + log_ratio, jnp.sum(log_px), log_ratio
+  outs = jax.vmap(one)(z.reshape(-1, z.shape[-1]))
+  return tuple(o.reshape(z.shape[:-1]) for o in outs)
 
 
 def _stratified_bound(log_w, pi):
@@ -102,13 +102,10 @@ def stratified_iwae(model, params, x, *, key, beta=1.0):
   q = model.combine(means, log_vars, mask)
   z = q.stratified_sample(key=key, num_samples=model.num_samples)  # [M, K, D]
   pi = jnp.exp(q.log_weights)
-  log_w, log_w_plain = _log_weights(model, params, x, mask, q, z)
-  value = _stratified_bound(log_w_plain, pi)
-  log_pz = jax.vmap(jax.vmap(lambda z_k: model.log_prior(params, x, z_k)))(z)
-  log_qz = jax.vmap(jax.vmap(q.log_prob))(z)
-  kl = jnp.sum(pi[:, None] * (log_qz - log_pz)) / z.shape[1]
-  # log w = log p(X|z) - (log q - log p): the draws' mean log-likelihood is mean log w + kl.
-  recon = -jnp.sum(pi[:, None] * log_w_plain) / z.shape[1] - kl
+  log_w, log_px, log_ratio = _log_weights(model, params, x, mask, q, z)
+  value = _stratified_bound(log_px + log_ratio, pi)
+  kl = -jnp.sum(pi[:, None] * log_ratio) / z.shape[1]
+  recon = -jnp.sum(pi[:, None] * log_px) / z.shape[1]
   metrics = {"loss": -value, "recon": recon, "kl": kl, "neg_elbo": recon + kl, "neg_iwae": -value}
   if model.estimator == "pathwise":
     return _stratified_bound(log_w, pi), metrics
@@ -120,10 +117,10 @@ def _dreg_surrogate(model, params, x, mask, q, z, log_w, pi):
   docstring). log_w [M, K]: the weighted log importance weights at z [M, K, D]."""
   q_stop = jax.tree_util.tree_map(sg, q)
   # Generative model: sum_k w~_k grad log p(X, z_k), z and q held fixed.
-  gen_log_w, _ = _log_weights(model, params, x, mask, q_stop, sg(z))
+  gen_log_w = _log_weights(model, params, x, mask, q_stop, sg(z))[0]
   surrogate = _stratified_bound(gen_log_w, pi)
   # Encoder, pathwise: w~_k d log w_k / dz_k dz_k/dphi, log w at fixed parameters.
-  live_log_w, _ = _log_weights(model, _stop_generative(params), x, mask, q_stop, z)
+  live_log_w = _log_weights(model, _stop_generative(params), x, mask, q_stop, z)[0]
   weights = sg(jax.nn.softmax(log_w, axis=1))  # w~ [M, K]
   pathwise = jnp.sum(weights * live_log_w, axis=1)
   # The j = m part of the score term, -E[w~_k r_m(z_k) d log q_m(z_k)], by the identity:
@@ -141,8 +138,7 @@ def _dreg_surrogate(model, params, x, mask, q, z, log_w, pi):
   log_components = jax.vmap(lambda mean, log_var: jax.vmap(jax.vmap(
       lambda z_k: DiagGaussian(mean, log_var).log_prob(z_k)))(z_fixed))(
           q.means, q.log_vars)  # [J, M, K], live parameters
-  log_r = sg(q.log_weights[:, None, None] + log_components
-             - jax.vmap(jax.vmap(q_stop.log_prob))(z_fixed)[None])
+  log_r = sg(jax.nn.log_softmax(q.log_weights[:, None, None] + log_components, axis=0))
   cross = ~jnp.eye(z.shape[0], dtype=bool)[:, :, None] & (q.log_weights[:, None, None] > -jnp.inf)
   score = jnp.sum(jnp.where(cross, jnp.exp(log_r) * log_components, 0.0), axis=0)  # [M, K]
   per_expert = pathwise - jnp.sum(own, axis=1) - jnp.sum(weights * score, axis=1)
