@@ -160,7 +160,7 @@ def evaluate_replica(workdir: str, replica: int, out: str, chunk: int) -> dict:
   the eval.json dict. Raises ValueError, DataError or CheckpointError."""
   import jax
   import numpy as np
-  from vaejax import estimators, evaluate, viz
+  from vaejax import data, estimators, evaluate, pictures as run_pictures, viz
   config, model, params, test, step = load_run(workdir, _DATA_DIR.value, replica)
   if config.objective == "ae":
     raise ValueError(f"{workdir} is a deterministic autoencoder (objective='ae'): it has no "
@@ -193,6 +193,8 @@ def evaluate_replica(workdir: str, replica: int, out: str, chunk: int) -> dict:
   # The pixels the likelihood scores: all, or a quadrant CVAE's missing ones.
   mask = getattr(getattr(model, "condition", None), "target_mask", None)
   num_pixels = int(np.sum(mask)) if mask is not None else int(np.prod(test.images.shape[1:]))
+  if "tokens" in images:  # a corpus: per scored token (EOS included), not per pixel
+    num_pixels = float(np.mean(np.asarray(jax.vmap(model.num_steps)(images))))
   nll = float(-log_px.mean())
   result = {
       "workdir": workdir, "checkpoint_step": step, "dataset": config.dataset, "examples": len(test),
@@ -213,10 +215,16 @@ def evaluate_replica(workdir: str, replica: int, out: str, chunk: int) -> dict:
                                        batch_size=min(500, len(test)))
     result["layers"] = [{"units": int(d), "active_units": int(a), "kl": float(k)} for d, a, k in
                         zip(model.latent_dims, layers["active_units"], layers["kl"])]
-  if config.likelihood == "bernoulli_grey":
+  if "tokens" in images:
+    result["test"]["bits_per_token"] = result["test"].pop("bits_per_dim")
+    result["test"]["perplexity"] = float(np.exp(nll / num_pixels))
+  if config.likelihood == "bernoulli_grey" and config.dataset not in data.CORPORA:
     result["note"] = ("likelihood='bernoulli_grey': BCE on grey pixels, not a normalised "
                       "likelihood; nll, the bounds and bits/dim are not log-likelihoods")
-  pictures(out, model, params, images, test.labels, activity, picture_key)
+  if getattr(model, "autoregressive", False):  # decoded: samples drawn step by step
+    run_pictures.write_run_pictures(config, model, params, images, out, key=picture_key)
+  else:
+    pictures(out, model, params, images, test.labels, activity, picture_key)
   if test.labels is not None and model.latent_dim:
     viz.latent_scatter(os.path.join(out, "latent_scatter.png"),
                        np.asarray(stats["posterior_means"]), test.labels)
@@ -229,11 +237,13 @@ def evaluate_replica(workdir: str, replica: int, out: str, chunk: int) -> dict:
   with open(os.path.join(out, "eval.json"), "w") as f:
     json.dump(result, f, indent=2)
   r = result["test"]
+  unit = "bits/token" if "bits_per_token" in r else "bits/dim"
+  bits = r.get("bits_per_token", r.get("bits_per_dim"))
   report = [f"# Evaluation of {workdir} (step {step})", "",
-            "| examples | k | test NLL | -ELBO | -IWAE-50 | bits/dim | active units | s | samples/s |",
+            f"| examples | k | test NLL | -ELBO | -IWAE-50 | {unit} | active units | s | samples/s |",
             "|---|---|---|---|---|---|---|---|---|",
             f"| {len(test)} | {_K.value} | {r['nll']:.2f} +- {r['nll_stderr']:.2f} | {r['neg_elbo']:.2f} | "
-            f"{r['neg_iwae_50']:.2f} | {r['bits_per_dim']:.4f} | {result['active_units']}/{model.latent_dim} | "
+            f"{r['neg_iwae_50']:.2f} | {bits:.4f} | {result['active_units']}/{model.latent_dim} | "
             f"{ll_seconds:.1f} | {result['samples_per_sec']:.0f} |", ""]
   for l, layer in enumerate(result.get("layers", []), start=1):
     report.insert(-1, f"layer {l}: {layer['active_units']}/{layer['units']} active units, "

@@ -420,6 +420,14 @@ def main(argv):
       if not os.path.isdir(workdir):
         raise FigureError(f"{workdir} is not a directory")
     import jax
+
+    from vaejax import runs
+    for workdir in workdirs:
+      if os.path.exists(os.path.join(workdir, "config.json")) and (
+          runs.read_config(workdir).model == "seqvae"):
+        raise FigureError(f"{workdir} is a sequence VAE run: these figures decode images in one "
+                          f"pass; see its samples.png/samples.txt and "
+                          f"experiments/sequence_report.py")
     os.makedirs(opts.out, exist_ok=True)
     draw = {"class_grid": class_grid, "traversal": traversal, "ae_vs_vae": ae_vs_vae,
             "quadrants": quadrants}[figure]

@@ -7,7 +7,8 @@ with a learned prior on labelled batches; with =vqvae, a VQ-VAE whose EMA codebo
 and restarts are a state group updated from the global batch; with =aae, a supervised
 adversarial autoencoder trained in three phases per step; with =wae, a WAE-MMD whose
 batch term gathers the codes over devices; with =mvae, =mmvae (DReG, K = 3) or =mopoe,
-a multimodal VAE of the image and its label) for STEPS steps (two chunks) on fixed
+a multimodal VAE of the image and its label; with =seqvae, a GRU sequence VAE over the
+image rows with word dropout drawn in preprocessing) for STEPS steps (two chunks) on fixed
 synthetic data with the given parallel mode and writes the final params
 (flattened) and metric sums.
 """
@@ -46,6 +47,8 @@ elif which in models.MULTIMODAL:
       model=which, modalities=modalities, latent_dim=4, hidden=(32,),
       estimator="dreg" if which == "mmvae" else "pathwise", num_samples=3 if which == "mmvae" else 1)
   estimator = estimators.make_estimator(which, "dreg" if which == "mmvae" else "pathwise")
+elif which == "seqvae":
+  model = models.recurrent.make_sequence_vae(image_shape=(8, 8, 1), latent_dim=3, hidden=16)
 elif which == "vqvae":
   model = models.vqvae.make_vqvae(image_shape=(8, 8, 1), features=(4, 8), num_codes=16,
                                   code_dim=4, codebook_update="ema", restart_after=2)
@@ -58,7 +61,8 @@ else:
 loss_fn = builders.build_loss(ml_collections.ConfigDict({"parallel": mode}), model, estimator)
 runner = parallel.make_runner(
     mode, loss_fn=loss_fn,
-    optimizer=optimizer, preprocess=training.make_preprocess(255, True), batch_size=32,
+    optimizer=optimizer, batch_size=32,
+    preprocess=training.make_preprocess(255, True, 0.25 if which == "seqvae" else 0.0),
     max_consecutive_skips=5, update_state=getattr(model, "update_state", None))
 images = np.asarray(jax.random.randint(jax.random.PRNGKey(0), (512, 8, 8, 1), 0, 256), np.uint8)
 state = training.create_train_state(model.init(jax.random.PRNGKey(1)), optimizer,

@@ -72,7 +72,7 @@ def test_a_key_added_since_the_checkpoint_counts_as_unchanged_only_at_its_defaul
 
 
 @pytest.mark.parametrize("overrides,match", [
-    (dict(model="gan"), r"config.model='gan' is not valid; choose one of \['vae', 'cvae', 'hvae', 'ladder', 'vqvae', 'vqvae_prior', 'aae', 'wae', 'mvae', 'mmvae', 'mopoe'\]"),
+    (dict(model="gan"), r"config.model='gan' is not valid; choose one of \['vae', 'cvae', 'hvae', 'ladder', 'vqvae', 'vqvae_prior', 'aae', 'wae', 'mvae', 'mmvae', 'mopoe', 'seqvae'\]"),
     (dict(model="cvae"), r"model='cvae' with condition='label' needs labelled training data; "
                          r"dataset='binarized_mnist' has no training labels"),
     (dict(model="cvae", condition="text", dataset="mnist", dynamic_binarization=True),

@@ -170,7 +170,7 @@ def test_truncated_gzip_is_refused(tmp_path, data_dir):
 
 
 def test_unknown_dataset_and_split():
-  with pytest.raises(data.DataError, match="valid: \\['binarized_mnist', 'mnist'\\]"):
+  with pytest.raises(data.DataError, match="valid: \\['binarized_mnist', 'mnist', 'names'\\]"):
     data.load("cifar", "train")
   with pytest.raises(data.DataError, match=r"no split 'dev'; valid: \['train', 'validation', 'test'\]"):
     data.load("mnist", "dev")

@@ -54,6 +54,14 @@ def build_model(config, image_shape) -> models.LatentVariableModel:
                                   depth=config.prior_depth, heads=config.prior_heads)
 
 
+def example_shape(config) -> tuple[int, ...]:
+  """The shape of one example's main array: (28, 28, 1) images, or (T,) tokens."""
+  if config.dataset in data.CORPORA:
+    from vaejax import corpora
+    return corpora.example_shape(config.dataset)
+  return data.IMAGE_SHAPE
+
+
 def read_run_config(workdir: str) -> ml_collections.ConfigDict:
   """The config a run was trained with: base defaults updated by its config.json.
 
@@ -122,7 +130,7 @@ def build_estimator(config, *, for_eval: bool = False) -> estimators.Estimator:
   penalty = objectives.make_kl_penalty(
       beta=config.beta, warmup_steps=config.kl_warmup_steps, free_bits=config.free_bits,
       capacity_max=config.capacity_max, capacity_steps=config.capacity_steps,
-      capacity_gamma=config.capacity_gamma)
+      capacity_gamma=config.capacity_gamma, warmup_shape=config.kl_warmup_shape)
   return estimators.make_estimator(
       config.objective, config.estimator, beta=config.beta, num_samples=config.num_samples,
       analytic_kl=config.analytic_kl, baseline=config.baseline,
@@ -205,6 +213,8 @@ def load_data(config) -> tuple[data.Dataset, dict[str, data.Dataset]]:
     evals = {k: v.spread(config.eval_subset) for k, v in evals.items()}
   binary = config.dataset == "binarized_mnist"
   for split, ds in [("train", train), *evals.items()]:
+    if ds.vocabulary:  # a corpus: token ids, checked when it was read
+      continue
     data.check_images(ds.images, what=f"{config.dataset} {split}", binary=binary)
     if "label" in models.required_keys(config):
       data.check_labels(ds.labels, num_classes=models.cvae.NUM_CLASSES,
@@ -241,10 +251,12 @@ EVAL_BINARIZATION_KEY = 20151001
 
 def examples(config, dataset: data.Dataset, *, as_float: bool = False) -> dict:
   """The example pytree of a whole data set: {"image": [N, H, W, C]} plus the keys
-  the model needs ("label": int32 [N]). Images stay uint8 unless as_float
+  the model needs ("label": int32 [N]); for a corpus {"tokens": int32 [N, T]}. Images stay uint8 unless as_float
   (then float32 in [0, 1], for evaluation; with dynamic binarisation the fixed
   binarised draw keyed by EVAL_BINARIZATION_KEY). A second image modality
   ("image2", uint8 [N, H', W', 3]) likewise, never binarised."""
+  if dataset.vocabulary:
+    return {"tokens": jnp.asarray(dataset.images, jnp.int32)}
   images = dataset.images
   if as_float:
     images = jnp.asarray(images, jnp.float32) / dataset.max_value
@@ -264,8 +276,9 @@ def examples(config, dataset: data.Dataset, *, as_float: bool = False) -> dict:
 def build_evaluator(config, model, eval_sets: dict[str, data.Dataset], *, key: jax.Array):
   """evaluator(params, *, final=False, key=key) -> {split: {metric: float}} over the
   test (and validation) set: the bounds of config's eval estimator (one compile
-  serves every call and key), plus the importance-sampled NLL when final and
-  eval_importance_samples."""
+  serves every call and key); when final, also the model's dataset_metrics, the
+  importance-sampled NLL (eval_importance_samples) and the collapse metrics
+  (eval_collapse_metrics: active units, I(x; z))."""
   per_example = build_estimator(config, for_eval=True).per_example
   sets = {split: examples(config, dataset, as_float=True) for split, dataset in eval_sets.items()}
   default_key = key
@@ -284,6 +297,11 @@ def build_evaluator(config, model, eval_sets: dict[str, data.Dataset], *, key: j
       if final and config.eval_importance_samples:
         metrics.update(importance_nll(config, model, params, split_examples,
                                       key=jax.random.fold_in(key, 1)))
+      if final and config.eval_collapse_metrics and config.latent_dim:
+        collapse = evaluate.collapse_metrics(model, params, split_examples,
+                                             key=jax.random.fold_in(key, 2))
+        metrics.update({"active_units": int(collapse["active_units"]),  # host sync: summary
+                        "mutual_information": float(collapse["mutual_information"])})
       evaluated[split] = metrics
     return evaluated
 
@@ -293,12 +311,17 @@ def build_evaluator(config, model, eval_sets: dict[str, data.Dataset], *, key: j
 def importance_nll(config, model, params, eval_examples, *, key) -> dict[str, float]:
   """-log p(x) (for a conditional model -log p(x|c)) importance-sampled with
   k = config.eval_importance_samples draws from q per example: mean and standard
-  error over the examples, in nats."""
+  error over the examples, in nats. For a corpus's token sequences also the perplexity exp(sum_x -log p(x) / sum_x steps), per scored token
+  (EOS included), as language models report it."""
   k = config.eval_importance_samples
   log_px = evaluate.importance_log_likelihood(
       model, params, eval_examples, key=key, num_samples=k, chunk_size=math.gcd(k, 500),
-      batch_size=min(100, len(eval_examples["image"])))
+      batch_size=min(100, objectives.batch_size_of(eval_examples)))
   log_px = np.asarray(jax.device_get(log_px), np.float64)  # host sync: summary
-  return {"nll": float(-log_px.mean()),
-          "nll_stderr": float(log_px.std(ddof=1) / np.sqrt(len(log_px))),
-          "nll_num_samples": k}
+  out = {"nll": float(-log_px.mean()),
+         "nll_stderr": float(log_px.std(ddof=1) / np.sqrt(len(log_px))),
+         "nll_num_samples": k}
+  if "tokens" in eval_examples:
+    steps = np.asarray(jax.device_get(jax.vmap(model.num_steps)(eval_examples)))  # host sync
+    out["perplexity"] = float(np.exp(-log_px.sum() / steps.sum()))
+  return out

@@ -11,10 +11,10 @@ import os
 
 import ml_collections
 
-from vaejax import data, estimators, models, parallel, replicas
+from vaejax import data, estimators, models, objectives, parallel, replicas
 from vaejax.config_checks import (ConfigError, at_least, check_aae, check_family_keys,
-                                  check_hvae, check_multimodal, check_vq_prior, check_vqvae,
-                                  choice)
+                                  check_hvae, check_multimodal, check_sequence, check_vq_prior,
+                                  check_vqvae, choice)
 from vaejax.models import cvae
 
 
@@ -71,6 +71,16 @@ def base_config() -> ml_collections.ConfigDict:
   c.modality_weights = ()
   c.image2_likelihood = "continuous_bernoulli"  # its grey levels need a density on [0, 1]
   c.partner = "textures"  # image2: textures (offline) | svhn_cropped (TFDS, needs a network)
+  # seqvae (vaejax.models.recurrent): rnn_cell (gru | lstm) of rnn_hidden units in encoder
+  # and decoder; embed_dim for tokens; the decoder reads the previous step (teacher
+  # forcing) or none; z sets its initial state, or also feeds every step. word_dropout:
+  # the share of decoder inputs replaced by UNK (a zero row) in training (Bowman et al.).
+  c.rnn_cell = "gru"
+  c.rnn_hidden = 256
+  c.embed_dim = 64
+  c.decoder_input = "previous"
+  c.latent_feed = "initial"
+  c.word_dropout = 0.0
   c.architecture = "mlp"
   c.hidden = (500,)
   c.latent_dim = 20
@@ -90,6 +100,7 @@ def base_config() -> ml_collections.ConfigDict:
   # free bits (nats per latent dimension), capacity control gamma * |KL - C(t)| with
   # C rising linearly to capacity_max nats over capacity_steps (Burgess et al. 2018).
   c.kl_warmup_steps = 0
+  c.kl_warmup_shape = "linear"  # linear | sigmoid (Bowman et al.'s logistic annealing)
   c.free_bits = 0.0
   c.capacity_max = 0.0  # 0: off
   c.capacity_steps = 0
@@ -119,6 +130,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.eval_batch_size = 1000
   c.eval_every = 0  # steps; N > 0: also evaluate the test (and validation) bounds every N steps
   c.eval_importance_samples = 0  # k > 0: also report the importance-sampled test NLL (k draws)
+  # Final evaluation also reports active units and the mutual information I(x; z) under q.
+  c.eval_collapse_metrics = False
   c.num_image_samples = 64
   c.tensorboard = True  # event files beside metrics.jsonl (tensorboardX; `tensorboard --logdir`)
   return c
@@ -151,8 +164,10 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
   choice(config, "activation", tuple(ACTIVATIONS))
   for key in ("batch_size", "num_samples", "epochs", "eval_batch_size"):
     at_least(config, key, 1)
-  # latent_dim = 0 is the CVAE's deterministic baseline network p(x|c).
-  at_least(config, "latent_dim", 0 if config.model == "cvae" else 1)
+  # latent_dim = 0 is the CVAE's deterministic baseline network p(x|c), and seqvae's
+  # RNN language model.
+  at_least(config, "latent_dim", 0 if config.model in ("cvae", "seqvae") else 1)
+  choice(config, "kl_warmup_shape", objectives.WARMUP_SHAPES)
   for key in ("beta", "grad_clip_norm", "num_devices", "train_subset", "eval_subset", "steps_per_dispatch",
               "log_every", "eval_every", "checkpoint_every", "num_image_samples", "kl_warmup_steps",
               "free_bits", "capacity_max", "capacity_steps", "capacity_gamma",
@@ -180,8 +195,16 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
   if config.validation_split and config.dataset != "mnist":
     raise ConfigError("config.validation_split applies to dataset='mnist' only "
                       "(binarized_mnist has its own validation split)")
+  if config.eval_collapse_metrics and not models.closed_form_kl(config):
+    raise ConfigError(f"config.eval_collapse_metrics needs a diagonal Gaussian q(z|x) and "
+                      f"prior N(0, I); model={config.model!r} has another")
+  if config.dataset in data.CORPORA and config.model != "seqvae":
+    raise ConfigError(f"dataset={config.dataset!r} is a corpus of token sequences: it needs "
+                      f"model='seqvae' (model={config.model!r} reads images)")
+  if config.model == "seqvae":
+    check_sequence(config)
   binary_data = config.dataset == "binarized_mnist" or config.dynamic_binarization
-  if config.likelihood == "bernoulli" and not binary_data:
+  if config.likelihood == "bernoulli" and not binary_data and config.dataset not in data.CORPORA:
     raise ConfigError(
         f"config.likelihood='bernoulli' needs 0/1 pixels but dataset={config.dataset!r} is "
         f"grey-level: set dynamic_binarization=True, or likelihood='continuous_bernoulli' "

@@ -92,7 +92,9 @@ AAE_KEYS = ("supervised", "stochastic_encoder", "discriminator_hidden",
 # Keys that only some models read, with those models: a changed value elsewhere is
 # refused. (supervised, the AAE's too, has its own message in check_aae.)
 MULTIMODAL_KEYS = ("modalities", "modality_weights", "image2_likelihood", "partner")
-FAMILY_KEYS = ((("vqvae",), VQ_KEYS), (("vqvae_prior",), PRIOR_KEYS), (("aae", "wae"), AAE_KEYS),
+SEQUENCE_KEYS = ("rnn_cell", "rnn_hidden", "embed_dim", "decoder_input", "latent_feed",
+                 "word_dropout")
+FAMILY_KEYS = ((("seqvae",), SEQUENCE_KEYS), (("vqvae",), VQ_KEYS), (("vqvae_prior",), PRIOR_KEYS), (("aae", "wae"), AAE_KEYS),
                (("mvae", "mmvae", "mopoe"), MULTIMODAL_KEYS),
                (("aae",), ("discriminator_hidden", "discriminator_learning_rate",
                            "generator_learning_rate", "gradient_penalty")),
@@ -186,3 +188,32 @@ def check_multimodal(config) -> None:
   if config.likelihood == "gaussian_learned":
     raise ConfigError(f"config.likelihood='gaussian_learned' is not available for "
                       f"model={config.model!r} (use gaussian_fixed)")
+
+
+def check_sequence(config) -> None:
+  """The recurrent sequence VAE's keys (vaejax.models.recurrent)."""
+  from vaejax import recurrent_nets
+  from vaejax.models import recurrent
+  choice(config, "rnn_cell", tuple(recurrent_nets.CELLS))
+  choice(config, "decoder_input", recurrent.DECODER_INPUTS)
+  choice(config, "latent_feed", recurrent.LATENT_FEEDS)
+  at_least(config, "rnn_hidden", 1)
+  at_least(config, "embed_dim", 1)
+  if not 0 <= config.word_dropout < 1:
+    raise ConfigError(f"config.word_dropout={config.word_dropout!r} must be in [0, 1)")
+  if config.word_dropout and config.decoder_input != "previous":
+    raise ConfigError("config.word_dropout drops the decoder's inputs: it needs "
+                      "decoder_input='previous'")
+  if config.dataset == "binarized_mnist" or config.dynamic_binarization:
+    if config.likelihood != "bernoulli":
+      raise ConfigError(f"config.likelihood={config.likelihood!r}: model='seqvae' reads image "
+                        f"rows as Bernoulli pixels; set likelihood='bernoulli'")
+  elif config.dataset == "mnist":
+    raise ConfigError("model='seqvae' on dataset='mnist' needs 0/1 pixels: set "
+                      "dynamic_binarization=True")
+  if config.baseline == "learned" and config.dataset not in ("binarized_mnist", "mnist"):
+    raise ConfigError("config.baseline='learned' is an MLP on images; a corpus's tokens need "
+                      "baseline='none' or 'moving_average'")
+  if config.latent_dim == 0 and config.objective != "elbo":
+    raise ConfigError("config.latent_dim=0 is the RNN language model: its ELBO is log p(x) "
+                      "exactly; use objective='elbo'")

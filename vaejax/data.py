@@ -1,4 +1,5 @@
-"""MNIST-family data sets as compact uint8 arrays, loaded offline or from TFDS.
+"""MNIST-family data sets as compact uint8 arrays, loaded offline or from TFDS;
+character corpora (vaejax.corpora) through the same `load`.
 
 Sources, tried in order for `load(name, split, data_dir=...)`:
   1. a prepared TFDS data set under data_dir (read with `tfds.data_source`,
@@ -42,7 +43,9 @@ _RAW_FILES = {
     "mnist": {"train": ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz"),
               "test": ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")},
 }
-DATASETS = tuple(_RAW_FILES)
+# Character corpora (vaejax.corpora): token ids instead of images.
+CORPORA = ("names",)
+DATASETS = tuple(_RAW_FILES) + CORPORA
 # Splits cut from another split's files: name -> (that split, its rows).
 _DERIVED_SPLITS = {"mnist": {"validation": ("train", slice(50_000, None))}}
 _SPLIT_ALIASES = {"valid": "validation", "val": "validation"}
@@ -68,12 +71,20 @@ class DataError(ValueError):
 
 @dataclasses.dataclass(frozen=True)
 class Dataset:
-  """images: uint8 [N, 28, 28, 1] with values in [0, max_value]; labels: int32 [N] or None;
-  extra: further per-example arrays [N, ...] by example key (a second modality)."""
+  """images: uint8 [N, 28, 28, 1] with values in [0, max_value], or for a character
+  corpus the token ids uint8 [N, T] (vaejax.tokens); labels: int32 [N] or None;
+  extra: further per-example arrays [N, ...] by example key (a second modality);
+  vocabulary: a corpus's tokens by id, () for images."""
   images: np.ndarray
   labels: Optional[np.ndarray]
   max_value: int  # 1 for statically binarised data, 255 for grayscale
   extra: dict = dataclasses.field(default_factory=dict)
+  vocabulary: tuple = ()
+
+  @property
+  def example_key(self) -> str:
+    """The example key of the main array: "tokens" for a corpus, else "image"."""
+    return "tokens" if self.vocabulary else "image"
 
   def __len__(self) -> int:
     return int(self.images.shape[0])
@@ -90,10 +101,11 @@ class Dataset:
   def select(self, index: np.ndarray | slice) -> "Dataset":
     labels = None if self.labels is None else self.labels[index]
     return Dataset(self.images[index], labels, self.max_value,
-                   {k: v[index] for k, v in self.extra.items()})
+                   {k: v[index] for k, v in self.extra.items()}, self.vocabulary)
 
   def with_extra(self, **arrays: np.ndarray) -> "Dataset":
-    return Dataset(self.images, self.labels, self.max_value, {**self.extra, **arrays})
+    return Dataset(self.images, self.labels, self.max_value, {**self.extra, **arrays},
+                   self.vocabulary)
 
 
 def resolve_data_dir(data_dir: Optional[str]) -> Optional[str]:
@@ -105,7 +117,10 @@ def _default_tfds_dir() -> str:
 
 
 def splits(name: str) -> list[str]:
-  """The split names of a data set (each also accepted sliced, e.g. 'train[:1000]')."""
+  """The split names of a data set (each also accepted sliced, e.g. 'train[:1000]',
+  except a corpus's)."""
+  if name in CORPORA:
+    return ["train", "validation", "test"]
   if name not in _RAW_FILES:
     raise DataError(f"unknown dataset {name!r}; valid: {list(DATASETS)}")
   names = set(_RAW_FILES[name]) | set(_DERIVED_SPLITS.get(name, {}))
@@ -139,7 +154,11 @@ def expected_checksums(name: str) -> dict[str, tuple[int, str]]:
 def load(name: str, split: str, data_dir: Optional[str] = None, *,
          download: bool = True) -> Dataset:
   """Loads one split (see module docstring for split names and sources) as a compact
-  uint8 `Dataset`: images [N, 28, 28, 1], labels int32 [N] where known."""
+  uint8 `Dataset`: images [N, 28, 28, 1], labels int32 [N] where known; for a
+  corpus (CORPORA) token ids [N, T] from its package (data_dir unused)."""
+  if name in CORPORA:
+    from vaejax import corpora  # it builds on this module's Dataset
+    return corpora.load(name, split)
   source, rows = _normalise_split(name, split)
   dataset = _load_split(name, source, data_dir, download)
   for index in rows:

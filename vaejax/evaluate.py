@@ -181,3 +181,40 @@ def parzen_log_likelihood(samples: jax.Array, data: jax.Array, sigmas, *,
             - 0.5 * dim * jnp.log(2.0 * math.pi * jnp.square(sigmas))[:, None])
 
   return jnp.concatenate([batch(x) for x in data.reshape(-1, batch_size, dim)], axis=1)
+
+
+@functools.partial(jax.jit, static_argnames=("model", "batch_size"))
+def collapse_metrics(model: LatentVariableModel, params: Params, images, *, key: jax.Array,
+                     batch_size: int = 500) -> dict[str, jax.Array]:
+  """Signs of posterior collapse over a data set, for a diagonal-Gaussian q(z|x):
+
+  active_units: the units u with Cov_x(E_q[z_u]) > 0.01 (Burda et al. 2015);
+  mutual_information: I(x; z) in nats under the encoder's joint q(x, z) =
+    p_data(x) q(z|x), E_x E_q[log q(z|x) - log q(z)] with the aggregate posterior
+    q(z) = (1/N) sum_n q(z|x_n) over the N examples, one z per example (Hoffman &
+    Johnson 2016; He et al. 2019 compute it so). It lies in [0, log N] up to the
+    Monte-Carlo error; 0 when q(z|x) ignores x.
+  kl: E_x KL(q(z|x) || N(0, I)) in nats, which bounds the mutual information above.
+  """
+  batches, valid = _padded_batches(images, batch_size)
+  n = batch_size_of(images)
+  means, log_vars = jax.lax.map(
+      jax.vmap(lambda x: (model.posterior(params, x).mean, model.posterior(params, x).log_var)),
+      batches)
+  means = means.reshape(-1, means.shape[-1])[:n]
+  log_vars = log_vars.reshape(-1, log_vars.shape[-1])[:n]
+  z = means + jnp.exp(0.5 * log_vars) * jax.random.normal(key, means.shape)
+
+  def log_q(z_row):  # log q(z_row | x_m) for every m: [N]
+    return jnp.sum(-0.5 * (jnp.square(z_row - means) * jnp.exp(-log_vars) + log_vars
+                           + math.log(2.0 * math.pi)), axis=-1)
+
+  def per_example(args):
+    z_row, index = args
+    log_qs = log_q(z_row)
+    return log_qs[index] - (jax.nn.logsumexp(log_qs) - math.log(n))
+
+  information = jax.lax.map(per_example, (z, jnp.arange(n)), batch_size=batch_size)
+  kl = 0.5 * jnp.sum(jnp.square(means) + jnp.exp(log_vars) - 1.0 - log_vars, axis=-1)
+  return {"active_units": jnp.sum(jnp.var(means, axis=0) > 0.01),
+          "mutual_information": jnp.mean(information), "kl": jnp.mean(kl)}

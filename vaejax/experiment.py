@@ -89,7 +89,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
       runner = parallel.make_runner(
           config.parallel, loss_fn=build_loss(config, model, estimator),
           optimizer=optimizer, replicas=_replica_spec(config, model, steps_per_epoch),
-          preprocess=training.make_preprocess(train_set.max_value, config.dynamic_binarization),
+          preprocess=training.make_preprocess(train_set.max_value, config.dynamic_binarization,
+                                              config.word_dropout),
           batch_size=config.batch_size, max_consecutive_skips=config.max_consecutive_skips,
           num_devices=config.num_devices, update_state=getattr(model, "update_state", None))
       state, timing, records = _train(config, runner, state, train_set, keys, ckpt, run_config,
@@ -167,7 +168,8 @@ def _train(config, runner, state, train_set, keys, ckpt, run_config, workdir, pr
     perms = [np.asarray(jax.random.permutation(jax.random.fold_in(k["data"], epoch),
                                                len(train_set))) for k in keys]
     return runner.put_data(perms[0] if num_replicas == 1 else np.stack(perms))
-  train_images = runner.put_data(examples(config, train_set))  # uint8 on device, converted per batch
+  # uint8 (corpus: int32 ids) on device, converted per batch
+  train_images = runner.put_data(examples(config, train_set))
   steps = np.atleast_1d(np.asarray(jax.device_get(state.step)))
   step = int(steps.max())
   state = runner.put_state(state)

@@ -130,21 +130,30 @@ class KLPenalty(NamedTuple):
   needs_closed_form: bool = False
 
 
+WARMUP_SHAPES = ("linear", "sigmoid")
+# The sigmoid warm-up's steepness: the logistic runs over [-6, 6] on the warm-up.
+_SIGMOID_SPAN = 6.0
+
+
 def make_kl_penalty(*, beta: float = 1.0, warmup_steps: int = 0, free_bits: float = 0.0,
                     capacity_max: float = 0.0, capacity_steps: int = 0,
-                    capacity_gamma: float = 1000.0) -> KLPenalty:
+                    capacity_gamma: float = 1000.0, warmup_shape: str = "linear") -> KLPenalty:
   """The KL term of the (beta-)ELBO and its training-time variants, per example:
 
     plain      beta * KL
-    warm-up    beta(t) * KL, beta(t) = beta * min(1, t / warmup_steps): annealed from
-               0 (Bowman et al. 2016; Sonderby et al. 2016)
+    warm-up    beta(t) * KL, beta(t) = beta * r(t / warmup_steps), annealed from 0
+               to beta (Bowman et al. 2016; Sonderby et al. 2016): r(u) = min(1, u)
+               ('linear'), or ('sigmoid', Bowman et al.'s logistic schedule) the
+               logistic s(12 u - 6) rescaled to run exactly from 0 at u = 0 to 1 at
+               u >= 1
     free bits  beta(t) * sum_d max(KL_d, free_bits): a dimension below its floor of
                `free_bits` nats gets no KL gradient (Kingma et al. 2016, who floor
                the minibatch-mean KL; here each example's, the per-example form)
     capacity   capacity_gamma * |KL - C(t)|, C(t) = capacity_max * min(1, t /
                capacity_steps) nats (Burgess et al. 2018); replaces beta
 
-  Raises ValueError for negative settings or capacity combined with free bits.
+  Raises ValueError for negative settings, capacity combined with free bits, or an
+  unknown warmup_shape.
   beta and warmup_steps may be traced scalars (a replicated run's per-replica
   values, `training.replicate_train_step`); the other settings are static.
   """
@@ -153,6 +162,8 @@ def make_kl_penalty(*, beta: float = 1.0, warmup_steps: int = 0, free_bits: floa
     raise ValueError("KL penalty settings must be >= 0")
   if capacity_max > 0 and free_bits > 0:
     raise ValueError("capacity control and free bits are alternatives; set one of them")
+  if warmup_shape not in WARMUP_SHAPES:
+    raise ValueError(f"unknown warmup_shape {warmup_shape!r}; valid: {list(WARMUP_SHAPES)}")
 
   def ramp(step, steps):
     if isinstance(steps, jax.Array):  # traced: 0 means no warm-up, as below
@@ -160,9 +171,14 @@ def make_kl_penalty(*, beta: float = 1.0, warmup_steps: int = 0, free_bits: floa
       return jnp.where(steps > 0, jnp.minimum(1.0, fraction), 1.0)
     return jnp.minimum(1.0, jnp.asarray(step, jnp.float32) / steps) if steps else 1.0
 
+  def sigmoid(fraction):
+    low, high = jax.nn.sigmoid(-_SIGMOID_SPAN), jax.nn.sigmoid(_SIGMOID_SPAN)
+    return (jax.nn.sigmoid(_SIGMOID_SPAN * (2.0 * fraction - 1.0)) - low) / (high - low)
+
   def weight(step):
     if isinstance(warmup_steps, jax.Array) or warmup_steps:
-      return beta * ramp(step, warmup_steps)
+      fraction = ramp(step, warmup_steps)
+      return beta * (sigmoid(fraction) if warmup_shape == "sigmoid" else fraction)
     return beta
 
   def penalty(kl_per_dim, step):

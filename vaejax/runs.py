@@ -59,7 +59,9 @@ class Run:
 
   def decode(self, z: jax.Array, x: Optional[Example] = None) -> jax.Array:
     """E[x|z] [B, H, W, C] in [0, 1] for z [B, latent_dim]; a conditional model
-    needs the examples x that carry the condition."""
+    needs the examples x that carry the condition. A sequence VAE decodes
+    greedily (batched.decode): row probabilities given the greedy rows above, or
+    token ids [B, T] for a corpus; sample, reconstruct and interpolate alike."""
     return self._decode(self.params, z, x)
 
   def sample(self, *, key: jax.Array, num_samples: Optional[int] = None,
@@ -104,12 +106,12 @@ def load_run(workdir: str, step: Optional[int] = None, *, replica: int = 0) -> R
   `replica`'s params (seed config.seed + replica); NotARunError for one outside [0, R).
 
   Builds the model from the run's config (no data needed: every dataset here has
-  28x28x1 images) and restores its params. Raises NotARunError (a ValueError)
+  28x28x1 images, or a corpus's fixed sequence length) and restores its params. Raises NotARunError (a ValueError)
   naming the problem when workdir is not a run, holds no checkpoint, or has none
   at `step` (the message lists the steps it has).
   """
   config = read_config(workdir)
-  model = builders.build_model(config, data.IMAGE_SHAPE)
+  model = builders.build_model(config, builders.example_shape(config))
   params, step = builders.restore_params(workdir, config, model, step, replica=replica)
   num_replicas = config.num_replicas
   if num_replicas > 1:  # the config of the single run this replica equals
@@ -120,7 +122,7 @@ def load_run(workdir: str, step: Optional[int] = None, *, replica: int = 0) -> R
 
 # What a run's record holds besides its checkpoints: small enough to commit with results.
 RECORD_FILES = ("summary.json", "config.json", "metrics.jsonl", "samples.png",
-                "reconstructions.png")
+                "reconstructions.png", "samples.txt")
 
 
 def copy_run_record(workdir: str, dest: str) -> None:

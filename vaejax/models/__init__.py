@@ -22,21 +22,25 @@
         modalities (config.modalities), combined by a product of experts (Wu &
         Goodman 2018), a mixture of experts (Shi et al. 2019) or a mixture of
         products (Sutter et al. 2021); each trains on its own objective
+  seqvae  recurrent sequence VAEs (recurrent.py): the VRAE (Fabius & van
+        Amersfoort 2014) on image rows, the sentence VAE (Bowman et al. 2016) on
+        a character corpus's tokens; latent_dim = 0 is the RNN language model
 """
 from __future__ import annotations
 
 from typing import Sequence
 
-from vaejax.models import aae, code_prior, cvae, hvae, ladder, multimodal, vae, vqvae
+from vaejax import tokens
+from vaejax.models import aae, code_prior, cvae, hvae, ladder, multimodal, recurrent, vae, vqvae
 from vaejax.models.base import (GREY_LIKELIHOODS, LIKELIHOODS, STATS, Example,
                                 LatentVariableModel, Params, image_of)
 from vaejax.models.vae import ARCHITECTURES, COMPUTE_DTYPES, VAE, make_vae
 
 __all__ = ["aae", "ARCHITECTURES", "COMPUTE_DTYPES", "OWN_OBJECTIVE", "GREY_LIKELIHOODS", "LIKELIHOODS", "MODELS", "STATS", "VAE",
            "Example", "LatentVariableModel", "Params", "closed_form_kl", "code_prior", "cvae", "hvae", "image_of",
-           "ladder", "make", "make_vae", "multimodal", "required_keys", "vae", "vqvae"]
+           "ladder", "make", "make_vae", "multimodal", "recurrent", "required_keys", "vae", "vqvae"]
 MODELS = ("vae", "cvae", "hvae", "ladder", "vqvae", "vqvae_prior", "aae", "wae", "mvae",
-          "mmvae", "mopoe")
+          "mmvae", "mopoe", "seqvae")
 # Families that train on their own objective (models.base, objective tier): model -> objective.
 OWN_OBJECTIVE = {"vqvae": "vq", "vqvae_prior": "code_prior", "aae": "aae", "wae": "wae",
                  "mvae": "mvae", "mmvae": "mmvae", "mopoe": "mopoe"}
@@ -64,7 +68,8 @@ def closed_form_kl(config) -> bool:
 
 
 def make(config, image_shape: Sequence[int]) -> LatentVariableModel:
-  """The model named by config.model, for examples of `image_shape` (H, W, C).
+  """The model named by config.model, for examples of `image_shape` (H, W, C), or
+  (T,) for a corpus's token sequences (seqvae only).
 
   Raises ValueError naming the valid models for an unknown name.
   """
@@ -78,6 +83,16 @@ def make(config, image_shape: Sequence[int]) -> LatentVariableModel:
                 latent_dim=config.latent_dim, hidden=hidden, likelihood=config.likelihood,
                 activation=config.activation, gaussian_scale=config.gaussian_scale,
                 compute_dtype=config.compute_dtype)
+  if config.model == "seqvae":
+    is_corpus = len(image_shape) == 1
+    return recurrent.make_sequence_vae(
+        image_shape=image_shape, latent_dim=config.latent_dim,
+        vocab_size=len(tokens.vocabulary(config.dataset)) if is_corpus else 0,
+        hidden=config.rnn_hidden, embed_dim=config.embed_dim, cell=config.rnn_cell,
+        decoder_input=config.decoder_input, latent_feed=config.latent_feed)
+  if len(image_shape) != 3:
+    raise ValueError(f"model={config.model!r} needs images [H, W, C], not sequences of "
+                     f"shape {tuple(image_shape)}: use model='seqvae'")
   if config.model in MULTIMODAL:
     return multimodal.make_multimodal_vae(
         model=config.model, modalities=multimodal.modalities_of(config, image_shape),

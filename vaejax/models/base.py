@@ -2,7 +2,9 @@
 
 A model is a frozen dataclass of static settings whose methods are pure
 functions of a params pytree and ONE example. An example is a pytree: a bare
-image [H, W, C] or a dict {"image": [H, W, C], "label": [] int32, ...}. The
+image [H, W, C] or a dict {"image": [H, W, C], "label": [] int32, ...}, or for
+a character corpus {"tokens": [T] int32} (the sequence VAE; its image_shape is
+then (T,) and its mean_image gives token probabilities [T, vocab]). The
 latent z is an array [latent_dim]. Estimators, evaluation and pictures use only:
 
   init(key) -> params                     {"encoder": ..., "decoder": ..., ...}
@@ -41,6 +43,13 @@ objective tier (see ../shared/design/model-protocol.md):
                                           is exactly zero
   dataset_metrics(params, examples) -> {name: []}  metrics over a whole split
                                           (codebook usage), added to evaluation
+
+An autoregressive decoder (the sequence VAE) declares
+
+  autoregressive = True                   E[x|z] has no closed form: pictures and
+                                          batched.decode draw through
+  ancestral_sample(params, z, *, key, greedy) -> {"sample", "mean", "log_prob", "mask"}
+                                          one step at a time, each fed back
 
 State groups live in params so that checkpoints, replicas, parallel copies,
 evaluation and pictures carry them with no extra code.

@@ -30,7 +30,14 @@ def is_conditional(model: LatentVariableModel) -> bool:
 
 
 def _check_images(x: Example, model: LatentVariableModel, what: str) -> int:
-  """The batch size of `x`; ValueError for integer or wrongly shaped images."""
+  """The batch size of `x`; ValueError for integer or wrongly shaped images (or
+  token ids [B, T] of the wrong length or dtype, for a model of a corpus)."""
+  if isinstance(x, dict) and "tokens" in x:
+    ids = x["tokens"]
+    if not jnp.issubdtype(ids.dtype, jnp.integer) or tuple(ids.shape[1:]) != tuple(model.image_shape):
+      raise ValueError(f"{what}: tokens must be int ids [B, {model.image_shape[0]}], got "
+                       f"{ids.dtype} {tuple(ids.shape)}")
+    return ids.shape[0]
   images = image_of(x)
   if not jnp.issubdtype(images.dtype, jnp.floating):
     raise ValueError(f"{what}: images must be float in [0, 1] (got {images.dtype}); "
@@ -67,7 +74,17 @@ def decode(model: LatentVariableModel, params: Params, z: jax.Array,
            x: Optional[Example] = None) -> jax.Array:
   """E[x|z] in [0, 1]: [B, H, W, C] for z [B, latent_dim] (the Bernoulli means, the
   continuous-Bernoulli means, or the clipped Gaussian means). A conditional model
-  decodes under the conditions of the examples x (B of them); ValueError without."""
+  decodes under the conditions of the examples x (B of them); ValueError without.
+  An autoregressive sequence model (`autoregressive`, models.base) decodes greedily from z
+  alone: the rows' probabilities given the greedy rows above [B, H, W, C], or the
+  greedy token ids [B, T]."""
+  if getattr(model, "autoregressive", False):
+    def greedy(zi):
+      path = model.ancestral_sample(params, zi, key=jax.random.PRNGKey(0), greedy=True)
+      if model.observation == "tokens":
+        return path["sample"]
+      return path["mean"].reshape(model.image_shape)
+    return jax.vmap(greedy)(z)
   if x is None:
     if is_conditional(model):
       raise ValueError("decode: a conditional model decodes under a condition: pass the "
