@@ -85,6 +85,18 @@ def names_run(tmp_path_factory):
   return workdir, experiment.run(_config("seqvae_names_smoke"), str(workdir), quiet=True)
 
 
+def test_the_rnn_language_model_trains_checkpoints_and_reports_its_exact_likelihood(tmp_path):
+  from vaejax import experiment
+  config = _config("seqvae_names_smoke", latent_dim=0, kl_warmup_steps=0, word_dropout=0.0)
+  summary = experiment.run(config, str(tmp_path), quiet=True)
+  test = summary["test"]
+  # No latent: the bound is log p(x) itself, so the importance-sampled NLL equals it.
+  assert test["nll"] == pytest.approx(test["neg_elbo"], abs=1e-4) and test["kl"] == 0.0
+  assert "mutual_information" not in test and "next_step_accuracy" not in test
+  assert (tmp_path / "checkpoints" / "16").is_dir()
+  assert "# Prior samples" in (tmp_path / "samples.txt").read_text()
+
+
 def test_the_evaluation_script_reports_perplexity_and_writes_text(names_run, tmp_path):
   workdir, summary = names_run
   result = subprocess.run(

@@ -68,14 +68,19 @@ class Recurrence:
 
 
 def dense_init(key: jax.Array, in_features: int, out_features: int) -> Any:
-  """Params of nn.Dense(out_features) on in_features inputs (a bias alone for none)."""
-  if not in_features:  # Flax's fan-in initialiser divides by it
-    return {"kernel": jnp.zeros((0, out_features)), "bias": jnp.zeros((out_features,))}
+  """Params of nn.Dense(out_features) on in_features inputs: a bias alone for none
+  (Flax's fan-in initialiser divides by in_features, and orbax refuses to save
+  zero-size arrays)."""
+  if not in_features:
+    return {"bias": jnp.zeros((out_features,))}
   return nn.Dense(out_features).init(key, jnp.zeros((in_features,)))["params"]
 
 
 def dense(params, x: jax.Array) -> jax.Array:
-  """x [..., in] @ kernel + bias -> [..., out] (nn.Dense's params)."""
+  """x [..., in] @ kernel + bias -> [..., out] (nn.Dense's params; the bias alone,
+  broadcast, for in = 0)."""
+  if "kernel" not in params:
+    return jnp.broadcast_to(params["bias"], x.shape[:-1] + params["bias"].shape)
   return x @ params["kernel"] + params["bias"]
 
 
