@@ -50,6 +50,7 @@ def row_of(name: str, workdir: str) -> dict:
           "latent_dim": config["latent_dim"], "word_dropout": config.get("word_dropout", 0.0),
           "kl_warmup_steps": config["kl_warmup_steps"],
           "kl_warmup_shape": config.get("kl_warmup_shape", "linear"),
+          "free_bits": config["free_bits"],
           "epochs": config["epochs"], "steps": summary["steps"],
           "train_seconds": summary["train_seconds"], "nll_num_samples": test.get("nll_num_samples"),
           **{key: test[key] for key, _ in COLUMNS if key in test}}
@@ -69,13 +70,13 @@ def curves_of(workdir: str) -> dict:
 
 def markdown(rows) -> str:
   shown = [(k, t) for k, t in COLUMNS if any(k in r for r in rows)]
-  lines = ["| run | model | z dims | word dropout | KL warm-up | epochs | "
+  lines = ["| run | model | z dims | word dropout | KL warm-up | free bits | epochs | "
            + " | ".join(t for _, t in shown) + " |",
-           "|" + "---|" * (6 + len(shown))]
+           "|" + "---|" * (7 + len(shown))]
   for r in rows:
     warmup = f"{r['kl_warmup_steps']} ({r['kl_warmup_shape']})" if r["kl_warmup_steps"] else "none"
     cells = [r["run"], r["model"], str(r["latent_dim"]), f"{r['word_dropout']:g}", warmup,
-             str(r["epochs"])]
+             f"{r['free_bits']:g}", str(r["epochs"])]
     for key, _ in shown:
       value = r.get(key)
       cells.append("" if value is None else f"{value:.3f}" if key.startswith("next") or key in (
