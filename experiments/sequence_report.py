@@ -83,8 +83,9 @@ def markdown(rows) -> str:
           "mutual_information",) else f"{value:.2f}" if isinstance(value, float) else str(value))
     lines.append("| " + " | ".join(cells) + " |")
   k = {r.get("nll_num_samples") for r in rows} - {None}
+  per_token = "; perplexity per token, EOS included" if any("perplexity" in r for r in rows) else ""
   lines.append(f"\nNLL, -ELBO, recon, KL and I(x;z) in nats per sequence; NLL importance-sampled "
-               f"with k = {', '.join(map(str, sorted(k)))}; perplexity per token, EOS included.")
+               f"with k = {', '.join(map(str, sorted(k)))}{per_token}.")
   return "\n".join(lines) + "\n"
 
 
@@ -96,17 +97,18 @@ def figure(curves: dict, rows, path: str) -> None:
 
   from vaejax import objectives
   fig, (ax_kl, ax_recon) = plt.subplots(1, 2, figsize=(11, 4))
-  for r in rows:
-    c = curves[r["run"]]
+  colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+  for i, r in enumerate(rows):  # one colour per run in both panels
+    c, colour = curves[r["run"]], colours[i % len(colours)]
     if r["latent_dim"]:
-      line, = ax_kl.plot(c["step"], c["kl"], label=r["run"])
+      ax_kl.plot(c["step"], c["kl"], color=colour, label=r["run"])
       if r["kl_warmup_steps"]:
         penalty = objectives.make_kl_penalty(warmup_steps=r["kl_warmup_steps"],
                                              warmup_shape=r["kl_warmup_shape"])
         weights = [float(penalty.weight(s)) for s in c["step"]]
-        ax_kl.plot(c["step"], np.array(weights) * max(c["kl"]), ls=":", color=line.get_color(),
+        ax_kl.plot(c["step"], np.array(weights) * max(c["kl"]), ls=":", color=colour,
                    label=f"{r['run']}: KL weight (scaled)")
-    ax_recon.plot(c["step"], c["recon"], label=r["run"])
+    ax_recon.plot(c["step"], c["recon"], color=colour, label=r["run"])
   ax_kl.set(xlabel="training step", ylabel="KL (nats, train batches)", title="KL term")
   ax_recon.set(xlabel="training step", ylabel="-log p(x|z) (nats)",
                title="reconstruction (RNN LM: -log p(x))")

@@ -31,8 +31,8 @@ def homotopy(model, params, x0, x1, *, num_steps: int = HOMOTOPY_STEPS) -> jax.A
 
 
 def run_texts(model, params, test_examples, vocab, *, key: jax.Array, num: int = 10) -> str:
-  """The report as text: num prior draws (greedy, then three stochastic decodings
-  each), num test sequences with their greedy reconstructions from the posterior
+  """The report as text (UNK, which a draw can produce, shows as '_'): num prior
+  draws (greedy, then three stochastic decodings each), num test sequences with their greedy reconstructions from the posterior
   mean, and three homotopies between test sequences."""
   words = lambda ids: [tokens.decode(row, vocab) for row in np.asarray(ids)]  # noqa: E731
   prior_key, sample_key, pair_key = jax.random.split(key, 3)
@@ -44,7 +44,8 @@ def run_texts(model, params, test_examples, vocab, *, key: jax.Array, num: int =
   greedy = words(decode_all(model, params, zs, key=sample_key, greedy=True))
   stochastic = [words(decode_all(model, params, zs, key=jax.random.fold_in(sample_key, s),
                                  greedy=False)) for s in range(1, 4)]
-  lines.append("# Prior samples z ~ p(z): greedy | three stochastic decodings")
+  lines.append("# Prior samples z ~ p(z): greedy | three stochastic decodings" if model.latent_dim
+               else "# Samples (no latent): greedy | three stochastic decodings")
   lines += [f"{g:<14} | " + " ".join(f"{s[i]:<14}" for s in stochastic)
             for i, g in enumerate(greedy)]
   if not model.latent_dim:
