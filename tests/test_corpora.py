@@ -94,7 +94,7 @@ def test_the_rnn_language_model_trains_checkpoints_and_reports_its_exact_likelih
   assert test["nll"] == pytest.approx(test["neg_elbo"], abs=1e-4) and test["kl"] == 0.0
   assert "mutual_information" not in test and "next_step_accuracy" not in test
   assert (tmp_path / "checkpoints" / "16").is_dir()
-  assert "# Prior samples" in (tmp_path / "samples.txt").read_text()
+  assert "# Samples (no latent)" in (tmp_path / "samples.txt").read_text()
 
 
 def test_the_evaluation_script_reports_perplexity_and_writes_text(names_run, tmp_path):
