@@ -179,3 +179,13 @@ def test_the_sequence_train_step_compiles_once():
   for _ in range(3):
     state, metrics = traced(state, batch)
   assert int(state.step) == 3 and np.isfinite(float(metrics["loss"]))
+
+
+def test_image_figures_refuse_a_sequence_run_in_one_line(names_run, tmp_path):
+  result = subprocess.run(
+      [sys.executable, "experiments/figures.py", "--figure=traversal",
+       f"--workdirs={names_run[0]}", f"--out={tmp_path}"], cwd=REPO, capture_output=True,
+      text=True, timeout=300)
+  assert result.returncode == 2
+  assert result.stderr.strip().splitlines()[-1].startswith("error: ") and (
+      "is a sequence VAE run" in result.stderr)
