@@ -198,9 +198,11 @@ def collapse_metrics(model: LatentVariableModel, params: Params, images, *, key:
   """
   batches, valid = _padded_batches(images, batch_size)
   n = batch_size_of(images)
-  means, log_vars = jax.lax.map(
-      jax.vmap(lambda x: (model.posterior(params, x).mean, model.posterior(params, x).log_var)),
-      batches)
+  def moments(x):
+    q = model.posterior(params, x)  # once: for a sequence model it is a whole RNN pass
+    return q.mean, q.log_var
+
+  means, log_vars = jax.lax.map(jax.vmap(moments), batches)
   means = means.reshape(-1, means.shape[-1])[:n]
   log_vars = log_vars.reshape(-1, log_vars.shape[-1])[:n]
   z = means + jnp.exp(0.5 * log_vars) * jax.random.normal(key, means.shape)
