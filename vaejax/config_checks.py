@@ -71,9 +71,14 @@ def check_hvae(config) -> None:
   if len(hidden) != len(dims) or any(not isinstance(w, int) or w < 1 for h in hidden for w in h):
     raise ConfigError(f"config.layer_hidden={config.layer_hidden!r} must hold one tuple of "
                       f"positive widths per stochastic layer ({len(dims)})")
-  if config.objective == "elbo" and config.analytic_kl:
-    raise ConfigError(f"config.model={config.model!r} has no closed-form KL: set "
-                      f"analytic_kl=False (the Monte-Carlo KL)")
+  if config.objective == "elbo" and config.analytic_kl and config.model != "ladder":
+    raise ConfigError(f"config.model={config.model!r} has no closed-form KL (its bottom-up "
+                      f"q conditions each layer on the one below): set analytic_kl=False")
+  if (config.objective == "elbo" and config.analytic_kl
+      and config.estimator == "score_function"):
+    raise ConfigError("config.analytic_kl: the ladder's KL is closed-form only given a "
+                      "reparameterised draw of the layers above; use estimator='pathwise' "
+                      "or analytic_kl=False with score_function")
   if config.architecture != "mlp" or config.compute_dtype != "float32":
     raise ConfigError(f"config.model={config.model!r} is an MLP in float32: set "
                       f"architecture='mlp', compute_dtype='float32'")

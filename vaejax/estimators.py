@@ -7,7 +7,8 @@ estimator of one objective reports comparable numbers. `make_estimator` picks
 one by (objective, estimator) name and closes over the static settings.
 
   objective  estimator       gradient of
-  elbo       pathwise        the (beta-)ELBO, reparameterised; analytic or Monte-Carlo KL
+  elbo       pathwise        the (beta-)ELBO, reparameterised; analytic (the ladder's: given
+                             the layers above) or Monte-Carlo KL
   elbo       stl             the ELBO, sticking the landing (Roeder et al. 2017)
   elbo       score_function  the ELBO: REINFORCE for the encoder, pathwise decoder;
                              baseline none | moving_average | learned (input-dependent)
@@ -43,8 +44,9 @@ import jax.numpy as jnp
 import optax
 
 from vaejax.models import OWN_OBJECTIVE, LatentVariableModel, image_of
-from vaejax.objectives import (ElboTerms, KLPenalty, draw, has_closed_form_kl, iwae_bound,
-                               kl_term, log_mean_exp, log_terms, make_kl_penalty, over_samples)
+from vaejax.objectives import (ElboTerms, KLPenalty, analytic_kl_per_dim, draw,
+                               has_closed_form_kl, iwae_bound, kl_term, log_mean_exp, log_terms,
+                               make_kl_penalty, over_samples)
 
 OBJECTIVE_ESTIMATORS = {
     "elbo": ("pathwise", "stl", "score_function"),
@@ -148,11 +150,14 @@ def make_estimator(objective: str = "elbo", estimator: str = "pathwise", *, beta
     q_density = jax.tree_util.tree_map(sg, q) if estimator == "stl" else q
     log_px_z, log_qz_x, log_pz = log_terms(model, params, x, z, q_density)
     closed_form = has_closed_form_kl(model)
-    if analytic_kl and not closed_form:
-      raise ValueError(f"{type(model).__name__} has no closed-form KL: use analytic_kl=False "
-                       f"(the Monte-Carlo KL)")
-    kl_per_dim = model.kl_per_dim(params, x, q) if closed_form else None
-    terms = ElboTerms(log_px_z, log_qz_x, log_pz, kl_term(model, params, x, q, log_qz_x, log_pz))
+    if analytic_kl and not closed_form and estimator == "score_function":
+      # The conditional KL's gradient reaches the layers above through the draw.
+      raise ValueError(f"{type(model).__name__}'s analytic KL is conditional on a "
+                       f"reparameterised draw: use analytic_kl=False with score_function")
+    kl_per_dim = (analytic_kl_per_dim(model, params, x, q, z)
+                  if closed_form or analytic_kl else None)
+    terms = ElboTerms(log_px_z, log_qz_x, log_pz,
+                      kl_term(model, params, x, q, log_qz_x, log_pz, kl_per_dim))
     # STL needs the Monte-Carlo KL: the score term it drops lives in log q.
     if analytic_kl and estimator != "stl":
       value = jnp.mean(terms.log_px_z) - penalty.penalty(kl_per_dim, step)

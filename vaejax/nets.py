@@ -31,7 +31,8 @@ def soft_clip(x: jax.Array, bound: float) -> jax.Array:
   return bound * jnp.tanh(x / bound)
 
 
-def _activation(name: str):
+def activation_fn(name: str):
+  """The activation called `name` (a key of ACTIVATIONS); ValueError naming the valid ones."""
   if name not in ACTIVATIONS:
     raise ValueError(f"unknown activation {name!r}; valid: {sorted(ACTIVATIONS)}")
   return ACTIVATIONS[name]
@@ -88,7 +89,7 @@ class MLPEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x, condition=None):
-    act = _activation(self.activation)
+    act = activation_fn(self.activation)
     h = _with_condition(x.reshape(x.shape[:-3] + (-1,)), condition)
     for i, width in enumerate(self.hidden):
       h = act(nn.Dense(width, dtype=self.dtype, name=f"hidden_{i}")(h))
@@ -106,7 +107,7 @@ class ConditionalGaussian(nn.Module):
 
   @nn.compact
   def __call__(self, c):
-    act = _activation(self.activation)
+    act = activation_fn(self.activation)
     h = c
     for i, width in enumerate(self.hidden):
       h = act(nn.Dense(width, dtype=self.dtype, name=f"hidden_{i}")(h))
@@ -123,7 +124,7 @@ class MLPDecoder(nn.Module):
 
   @nn.compact
   def __call__(self, z, condition=None):
-    act = _activation(self.activation)
+    act = activation_fn(self.activation)
     h = _with_condition(z, condition)
     for i, width in enumerate(self.hidden):
       h = act(nn.Dense(width, dtype=self.dtype, name=f"hidden_{i}")(h))
@@ -142,7 +143,7 @@ class MLPDiscriminator(nn.Module):
 
   @nn.compact
   def __call__(self, z, condition=None):
-    act = _activation(self.activation)
+    act = activation_fn(self.activation)
     h = _with_condition(z, condition)
     for i, width in enumerate(self.hidden):
       h = act(nn.Dense(width, name=f"hidden_{i}")(h))
@@ -198,7 +199,7 @@ class ConvEncoder(nn.Module):
 
   @nn.compact
   def __call__(self, x, condition=None):
-    act = _activation(self.activation)
+    act = activation_fn(self.activation)
     h = x
     for i, feat in enumerate(self.features):
       h = act(PatchConv(feat, 3, 2, dtype=self.dtype, name=f"conv_{i}")(h))
@@ -236,7 +237,7 @@ class ConvDecoder(nn.Module):
 
   @nn.compact
   def __call__(self, z, condition=None):
-    act = _activation(self.activation)
+    act = activation_fn(self.activation)
     height, width, channels = self.image_shape
     if height % 4 or width % 4:
       raise ValueError(f"ConvDecoder needs H and W divisible by 4, got {self.image_shape}")

@@ -78,10 +78,34 @@ def has_closed_form_kl(model: LatentVariableModel) -> bool:
   return getattr(model, "has_closed_form_kl", True)
 
 
+def has_conditional_kl(model: LatentVariableModel) -> bool:
+  """Whether the model gives the KL per unit in closed form given a draw z of the
+  layers above (`conditional_kl_per_dim`: a top-down hierarchical q, the ladder VAE)."""
+  return hasattr(model, "conditional_kl_per_dim")
+
+
+def analytic_kl_per_dim(model: LatentVariableModel, params: Params, x, q,
+                        z: jax.Array) -> jax.Array:
+  """The KL per latent unit in closed form: model.kl_per_dim(q), or for a top-down
+  hierarchical q the mean over the K draws z [K, D] of model.conditional_kl_per_dim
+  (unbiased, and differentiable through the draws): [D] nats. Raises ValueError for
+  a model with neither."""
+  if has_closed_form_kl(model):
+    return model.kl_per_dim(params, x, q)
+  if has_conditional_kl(model):
+    return jnp.mean(over_samples(lambda z_k: model.conditional_kl_per_dim(params, x, z_k), z),
+                    axis=0)
+  raise ValueError(f"{type(model).__name__} has no closed-form KL: use analytic_kl=False "
+                   f"(the Monte-Carlo KL)")
+
+
 def kl_term(model: LatentVariableModel, params: Params, x, q, log_qz_x: jax.Array,
-            log_pz: jax.Array) -> jax.Array:
-  """KL(q(z|x) || p(z)): closed-form when the model has it, else the Monte-Carlo
-  estimate mean_k (log q(z_k|x) - log p(z_k)) from the K samples' terms: []."""
+            log_pz: jax.Array, kl_per_dim: jax.Array | None = None) -> jax.Array:
+  """KL(q(z|x) || p(z)): the sum of `kl_per_dim` when given, closed-form when the model
+  has it, else the Monte-Carlo estimate mean_k (log q(z_k|x) - log p(z_k)) from the K
+  samples' terms: []."""
+  if kl_per_dim is not None:
+    return jnp.sum(kl_per_dim)
   if has_closed_form_kl(model):
     return jnp.sum(model.kl_per_dim(params, x, q))
   return jnp.mean(log_qz_x - log_pz)

@@ -4,7 +4,10 @@ hvae2_iwae_table.py (dynamically binarised MNIST, 784-200-200-100 (z1) -100-100-
 (z2) tanh MLPs, batch 20, Adam eps 1e-4, the 3^i schedule), with ladder inference
 (bottom-up rungs of 200, 200 and 100, 100; top-down precision-weighted merges) and a
 linear KL warm-up over the first 200 epochs (Sonderby et al.'s schedule; 600,000
-steps). No batch norm (module docstring of vaejax/models/ladder.py).
+steps). No batch norm (module docstring of vaejax/models/ladder.py). The KL is
+Monte-Carlo here; --config.analytic_kl=True uses each layer's KL in closed form given
+the layers above (LadderVAE.conditional_kl_per_dim), and with it --config.free_bits=L
+floors every unit's KL at L nats (Kingma et al. 2016, per example).
 
   python experiments/train.py --config experiments/configs/ladder_vae.py \
       --workdir runs/ladder_vae --config.data_dir=../shared/data

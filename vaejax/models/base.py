@@ -21,6 +21,12 @@ latent z is an array [latent_dim]. Estimators, evaluation and pictures use only:
   has_closed_form_kl: bool (optional)     False when kl_per_dim does not exist (a
                                           hierarchical q): the bounds use the
                                           Monte-Carlo KL; True when absent
+  conditional_kl_per_dim(params, x, z) -> [latent_dim]  (optional, with
+                                          has_closed_form_kl False) the KL per unit in
+                                          closed form given the layers above in a draw
+                                          z ~ q (a top-down q: the ladder VAE); its mean
+                                          over z is the KL, so analytic_kl and free bits
+                                          use it
 
 A family whose training objective is not a bound over q (the VQ-VAE) adds the
 objective tier (see ../shared/design/model-protocol.md):

@@ -21,7 +21,11 @@ RWS is refused in config: its wake-phase q update would also move the shared pri
 
 No batch norm (Sonderby et al. used it; its running statistics would be state the
 train step does not carry). KL warm-up is `config.kl_warmup_steps`. There is no
-closed-form KL: the bounds use the Monte-Carlo KL. Params: {"encoder": {"layer_1",
+closed-form KL(q(z|x) || p(z)), but q(z_l | z_{l+1}, x) and p(z_l | z_{l+1}) are
+Gaussians given the same z_{l+1}, so their KL per unit is closed-form at a draw
+of the layers above (`conditional_kl_per_dim`); its mean over the draw is the KL.
+`analytic_kl=True` trains the ELBO with it, which is what free bits (per unit)
+need. Params: {"encoder": {"layer_1",
 ..., "layer_L"}, "decoder": {"x", "layer_1", ..., "layer_{L-1}"}, "likelihood": {}},
 the decoder as in `hvae`; encoder["layer_l"] is f_l and its Gaussian head.
 """
@@ -50,7 +54,7 @@ class LadderUp(nn.Module):
 
   @nn.compact
   def __call__(self, h):
-    act = nets._activation(self.activation)
+    act = nets.activation_fn(self.activation)
     for i, width in enumerate(self.hidden):
       h = act(nn.Dense(width, name=f"hidden_{i}")(h))
     return (h, *nets.GaussianHead(self.latent_dim, name="head")(h))
@@ -72,12 +76,16 @@ class LadderPosterior(hvae.ModelPytree):
       out.append(distributions.DiagGaussian(mean, log_var))
     return out
 
-  def _layer(self, up: list, l: int, above) -> distributions.DiagGaussian:
-    """q(z_l | z_{l+1}, x): the top rung alone, else its merge with p(z_l | z_{l+1})."""
+  def _pair(self, up: list, l: int, above) -> tuple[distributions.DiagGaussian, ...]:
+    """(q(z_l | z_{l+1}, x), p(z_l | z_{l+1})): for l = L the top rung alone and N(0, I),
+    else the rung's merge with the prior, and the prior."""
     if l == len(up):
-      return up[-1]
+      return up[-1], distributions.standard_normal(self.model.latent_dims[-1])
     prior = hvae.LayeredPrior(self.model, self.params["decoder"])._layer(l, above)
-    return up[l - 1].precision_weighted(prior)
+    return up[l - 1].precision_weighted(prior), prior
+
+  def _layer(self, up: list, l: int, above) -> distributions.DiagGaussian:
+    return self._pair(up, l, above)[0]
 
   def _walk(self, pick):
     """Top-down pass: the layers (bottom first) and z = [z1, ..., zL] that pick chose."""
@@ -106,6 +114,16 @@ class LadderPosterior(hvae.ModelPytree):
     """log q(z|x) for z [latent_dim]: []."""
     return jnp.sum(self.layer_log_probs(z))
 
+  def conditional_kl_per_dim(self, z: jax.Array) -> jax.Array:
+    """KL(q(z_l | z_{l+1}, x) || p(z_l | z_{l+1})) per unit, in closed form, with each
+    z_{l+1} taken from z (z_l itself is not read; the top layer against N(0, I)):
+    [latent_dim] nats, bottom layer first. q and p condition on the same z_{l+1},
+    so its mean over z ~ q(z|x) is KL(q(z|x) || p(z)) (the chain rule of KL)."""
+    up, parts = self.bottom_up(), self.model.split(z)
+    pairs = [self._pair(up, l, parts[l] if l < len(parts) else None)
+             for l in range(1, len(parts) + 1)]
+    return jnp.concatenate([q.kl_per_dim(p) for q, p in pairs])
+
   @property
   def mean(self) -> jax.Array:
     """Means along the mean path (each layer's mean given the means above): [latent_dim]."""
@@ -133,6 +151,13 @@ class LadderVAE(hvae.HierarchicalVAE):
 
   def posterior(self, params: Params, x: Example) -> LadderPosterior:
     return LadderPosterior(self, {"encoder": params["encoder"], "decoder": params["decoder"]}, x)
+
+  def conditional_kl_per_dim(self, params: Params, x: Example, z: jax.Array) -> jax.Array:
+    """The analytic KL per unit given the layers above (LadderPosterior's): [latent_dim]
+    nats at z [latent_dim] ~ q(z|x). With analytic_kl=True the pathwise ELBO uses its
+    mean over the K draws in place of the Monte-Carlo KL, as Sonderby et al. do, and
+    free bits and capacity control apply per unit (objectives.make_kl_penalty)."""
+    return self.posterior(params, x).conditional_kl_per_dim(z)
 
   def layer_kls(self, params: Params, x: Example, z: jax.Array) -> jax.Array:
     """log q(z_l | z_{l+1}, x) - log p(z_l | z_{l+1}) per layer at z ~ q(z|x): [L] nats
