@@ -45,7 +45,7 @@ import optax
 
 from vaejax.models import OWN_OBJECTIVE, LatentVariableModel, image_of
 from vaejax.objectives import (ElboTerms, KLPenalty, analytic_kl_per_dim, draw,
-                               has_closed_form_kl, iwae_bound, kl_term, log_mean_exp, log_terms,
+                               has_closed_form_kl, has_conditional_kl, iwae_bound, kl_term, log_mean_exp, log_terms,
                                make_kl_penalty, over_samples)
 
 OBJECTIVE_ESTIMATORS = {
@@ -150,7 +150,8 @@ def make_estimator(objective: str = "elbo", estimator: str = "pathwise", *, beta
     q_density = jax.tree_util.tree_map(sg, q) if estimator == "stl" else q
     log_px_z, log_qz_x, log_pz = log_terms(model, params, x, z, q_density)
     closed_form = has_closed_form_kl(model)
-    if analytic_kl and not closed_form and estimator == "score_function":
+    if analytic_kl and has_conditional_kl(model) and not closed_form and (
+        estimator == "score_function"):
       # The conditional KL's gradient reaches the layers above through the draw.
       raise ValueError(f"{type(model).__name__}'s analytic KL is conditional on a "
                        f"reparameterised draw: use analytic_kl=False with score_function")

@@ -7,7 +7,8 @@ linear KL warm-up over the first 200 epochs (Sonderby et al.'s schedule; 600,000
 steps). No batch norm (module docstring of vaejax/models/ladder.py). The KL is
 Monte-Carlo here; --config.analytic_kl=True uses each layer's KL in closed form given
 the layers above (LadderVAE.conditional_kl_per_dim), and with it --config.free_bits=L
-floors every unit's KL at L nats (Kingma et al. 2016, per example).
+floors every unit's KL at L nats, per example and at the draw of the layers above
+(Kingma et al. 2016 floor the minibatch mean of groups of units instead).
 
   python experiments/train.py --config experiments/configs/ladder_vae.py \
       --workdir runs/ladder_vae --config.data_dir=../shared/data

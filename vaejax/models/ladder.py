@@ -156,7 +156,10 @@ class LadderVAE(hvae.HierarchicalVAE):
     """The analytic KL per unit given the layers above (LadderPosterior's): [latent_dim]
     nats at z [latent_dim] ~ q(z|x). With analytic_kl=True the pathwise ELBO uses its
     mean over the K draws in place of the Monte-Carlo KL, as Sonderby et al. do, and
-    free bits and capacity control apply per unit (objectives.make_kl_penalty)."""
+    free bits and capacity control apply per unit (objectives.make_kl_penalty), to
+    that draw's KL: below the top layer a floor acts on a draw-dependent value, and
+    E max(KL_d, L) >= max(E KL_d, L). STL keeps the Monte-Carlo KL in its objective;
+    its logged kl is then this one."""
     return self.posterior(params, x).conditional_kl_per_dim(z)
 
   def layer_kls(self, params: Params, x: Example, z: jax.Array) -> jax.Array:
