@@ -45,8 +45,8 @@ import optax
 
 from vaejax.models import OWN_OBJECTIVE, LatentVariableModel, image_of
 from vaejax.objectives import (ElboTerms, KLPenalty, analytic_kl_per_dim, draw,
-                               has_closed_form_kl, has_conditional_kl, iwae_bound, kl_term, log_mean_exp, log_terms,
-                               make_kl_penalty, over_samples)
+                               has_closed_form_kl, has_conditional_kl, iwae_bound, kl_term,
+                               log_mean_exp, log_terms, make_kl_penalty, over_samples)
 
 OBJECTIVE_ESTIMATORS = {
     "elbo": ("pathwise", "stl", "score_function"),
