@@ -269,6 +269,33 @@ def test_free_bits_floor_each_units_conditional_kl():
   np.testing.assert_allclose(metrics["kl"], kls.sum(), rtol=1e-5)
 
 
+def test_capacity_control_targets_the_ladders_conditional_kl():
+  """gamma * |KL - C(t)| on the summed conditional KL of the draw: value at C(0) = 0
+  and C = C_max, and the gradient's KL part flips sign when the target passes the KL."""
+  from vaejax import objectives
+  params, key = _params(3), jax.random.PRNGKey(7)
+  est = estimators.make_estimator("elbo", "pathwise", kl_penalty=objectives.make_kl_penalty(
+      capacity_max=50.0, capacity_steps=100, capacity_gamma=10.0))
+
+  def draw(p):
+    return objectives.draw(MODEL.posterior(p, X), key=key, num_samples=1)[0]
+
+  def kl(p):
+    return jnp.sum(MODEL.conditional_kl_per_dim(p, X, draw(p)))
+  recon = lambda p: MODEL.log_likelihood(p, X, draw(p))  # noqa: E731
+  total_kl = float(kl(params))
+  assert 0.1 < total_kl < 50.0
+  for step, sign in [(0, 1.0), (100, -1.0)]:  # target 0 (below the KL), then 50 (above)
+    value, metrics = est.per_example(MODEL, params, X, key=key, step=step)
+    capacity = 50.0 * min(1.0, step / 100)
+    np.testing.assert_allclose(metrics["loss"], -float(recon(params)) + 10.0 * abs(
+        total_kl - capacity), rtol=1e-5)
+    want = jax.grad(lambda p: recon(p) - sign * 10.0 * kl(p))(params)
+    got = jax.grad(lambda p: est.per_example(MODEL, p, X, key=key, step=step)[0])(params)
+    jax.tree_util.tree_map(
+        lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5), got, want)
+
+
 def test_analytic_kl_and_free_bits_are_the_ladders_only(data_dir):
   from vaejax import config as config_lib
   config = config_lib.load_config_file(str(__import__("conftest").REPO / "experiments" /
