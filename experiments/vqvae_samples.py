@@ -12,6 +12,11 @@ first time (its test accuracy on grey and on binarised test images in
 classifier.json), then reused. Writes sample_classes.json, sample_classes.md and
 classified_samples.png (the first 100 samples) into --out (default
 WORKDIR/sample_classes).
+
+--temperatures 1,0.8,...: also draw from the tempered prior (each code from
+softmax(logits / T), `code_prior.AutoregressiveCodes.sample`; vqvae_prior runs
+only), with the same keys, one row per T; classified_samples_T<T>.png for T != 1.
+The JSON's top-level share and class counts are the first temperature's.
 """
 import json
 import os
@@ -30,6 +35,8 @@ _THRESHOLD = flags.DEFINE_float("threshold", 0.9, "Confidence a sample must exce
 _EPOCHS = flags.DEFINE_integer("classifier_epochs", 4, "Epochs when training the classifier.")
 _SEED = flags.DEFINE_integer("seed", 0, "Seed of the prior samples (and of the classifier).")
 _OUT = flags.DEFINE_string("out", None, "Output folder (default WORKDIR/sample_classes).")
+_TEMPERATURES = flags.DEFINE_list("temperatures", ["1.0"],
+                                  "Sampling temperatures of the prior (1: the prior itself).")
 flags.mark_flags_as_required(["workdir", "classifier_dir"])
 
 
@@ -53,6 +60,25 @@ def confident_share(probs, threshold: float) -> float:
   return float((probs.max(-1) > threshold).mean())
 
 
+def tempered_samples(run, *, key, num: int, temperature: float):
+  """Decoded draws of run's prior at `temperature`: [num, H, W, C] in [0, 1]; the
+  draws of run.sample(key=key, num_samples=num) at temperature 1."""
+  import inspect
+  import jax
+  if temperature == 1.0:
+    return run.sample(key=key, num_samples=num)
+  prior = run.model.prior(run.params, None)
+  if "temperature" not in inspect.signature(prior.sample).parameters:
+    raise ValueError(f"temperature {temperature}: the {run.config.model!r} prior has no "
+                     f"tempered sampling (vqvae_prior has)")
+
+  @jax.jit
+  def draw(keys):
+    z = jax.vmap(lambda k: prior.sample(key=k, temperature=temperature))(keys)
+    return jax.vmap(lambda v: run.model.mean_image(run.params, None, v))(z)
+  return draw(jax.random.split(key, num))
+
+
 def main(argv):
   del argv
   import jax
@@ -67,30 +93,45 @@ def main(argv):
   except (ValueError, data.DataError, OSError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  samples = np.asarray(run.sample(key=jax.random.PRNGKey(_SEED.value), num_samples=_NUM.value))
-  probs = np.concatenate([np.asarray(classifier.probabilities(params, samples[i:i + 500]))
-                          for i in range(0, len(samples), 500)])
+  temperatures = [float(t) for t in _TEMPERATURES.value]
   real_probs = np.asarray(classifier.probabilities(params, np.asarray(real["image"][:_NUM.value])))
   out = _OUT.value or os.path.join(_WORKDIR.value, "sample_classes")
   os.makedirs(out, exist_ok=True)
+  rows = []
+  for temperature in temperatures:
+    try:
+      samples = np.asarray(tempered_samples(run, key=jax.random.PRNGKey(_SEED.value),
+                                            num=_NUM.value, temperature=temperature))
+    except ValueError as e:
+      print(f"error: {e}", file=sys.stderr)
+      sys.exit(2)
+    probs = np.concatenate([np.asarray(classifier.probabilities(params, samples[i:i + 500]))
+                            for i in range(0, len(samples), 500)])
+    rows.append({"temperature": temperature,
+                 "confident_share": confident_share(probs, _THRESHOLD.value),
+                 "class_counts": np.bincount(probs.argmax(-1), minlength=10).tolist()})
+    name = ("classified_samples.png" if temperature == 1.0
+            else f"classified_samples_T{temperature:g}.png")
+    viz.write_png(os.path.join(out, name), viz.image_grid(samples[:100], cols=10))
   result = {
       "workdir": _WORKDIR.value, "model": run.config.model, "step": run.step,
       "num_samples": _NUM.value, "threshold": _THRESHOLD.value, "seed": _SEED.value,
-      "confident_share": confident_share(probs, _THRESHOLD.value),
+      "confident_share": rows[0]["confident_share"],
       "real_test_confident_share": confident_share(real_probs, _THRESHOLD.value),
-      "class_counts": np.bincount(probs.argmax(-1), minlength=10).tolist(),
+      "class_counts": rows[0]["class_counts"], "by_temperature": rows,
       "classifier": info}
   with open(os.path.join(out, "sample_classes.json"), "w") as f:
     json.dump(result, f, indent=1)
-  table = ["| images | share classified with p > %.2f |" % _THRESHOLD.value, "|---|---|",
-           f"| {_NUM.value} prior samples | {result['confident_share']:.3f} |",
-           f"| {len(real_probs)} real test images | {result['real_test_confident_share']:.3f} |"]
+  table = ["| images | temperature | share classified with p > %.2f | class counts |"
+           % _THRESHOLD.value, "|---|---|---|---|"]
+  table += [f"| {_NUM.value} prior samples | {r['temperature']:g} | {r['confident_share']:.3f} "
+            f"| {r['class_counts']} |" for r in rows]
+  table.append(f"| {len(real_probs)} real test images | | "
+               f"{result['real_test_confident_share']:.3f} | |")
   with open(os.path.join(out, "sample_classes.md"), "w") as f:
-    f.write("\n".join(table) + f"\n\nclass counts of the samples: {result['class_counts']}\n"
-            f"classifier: {info}\n")
-  viz.write_png(os.path.join(out, "classified_samples.png"), viz.image_grid(samples[:100], cols=10))
+    f.write("\n".join(table) + f"\n\nclassifier: {info}\n")
   print("\n".join(table))
-  print(f"class counts {result['class_counts']} | {out}")
+  print(out)
 
 
 if __name__ == "__main__":

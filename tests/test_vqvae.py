@@ -241,6 +241,41 @@ def test_teacher_forced_log_prob_is_the_sum_of_the_sampled_paths_step_log_probs(
   np.testing.assert_allclose(jax.jit(prior.log_prob)(z), steps, rtol=1e-5)
 
 
+def test_tempered_sampling_draws_each_code_from_softmax_of_logits_over_temperature():
+  net = code_prior.CausalTransformer(num_codes=4, num_positions=1, width=8, depth=1, heads=2)
+  params = net.init(jax.random.PRNGKey(4), jnp.zeros((1, 4)))["params"]
+  params["logits"]["bias"] = jnp.array([1.0, 0.0, -1.0, 0.5])  # distinct probabilities
+  prior = code_prior.AutoregressiveCodes(net, params)
+  logits = np.asarray(prior.logits(jnp.zeros((1,), jnp.int32))[0], np.float64)
+  n, temperature = 40000, 0.5
+  draws = jax.jit(jax.vmap(lambda k: prior.sample(key=k, temperature=temperature)))(
+      jax.random.split(jax.random.PRNGKey(5), n))
+  freq = np.bincount(np.asarray(draws[:, 0]), minlength=4) / n
+
+  def z_scores(t):
+    p = np.exp(logits / t - np.max(logits / t))
+    p /= p.sum()
+    return np.abs(freq - p) / np.sqrt(p * (1 - p) / n)
+  assert np.max(z_scores(temperature)) < 5
+  assert np.max(z_scores(1.0)) > 10  # the untempered prior is told apart
+
+
+def test_near_zero_temperature_samples_greedily_and_zero_is_refused():
+  net = code_prior.CausalTransformer(num_codes=6, num_positions=4, width=8, depth=1, heads=2)
+  params = net.init(jax.random.PRNGKey(6), jnp.zeros((4, 6)))["params"]
+  prior = code_prior.AutoregressiveCodes(net, params)  # top probabilities ~0.7 at T = 1
+  greedy = jnp.zeros((4,), jnp.int32)
+  for i in range(4):
+    greedy = greedy.at[i].set(jnp.argmax(prior.logits(greedy)[i]))
+  sample = jax.jit(prior.sample, static_argnames="temperature")
+  keys = [jax.random.PRNGKey(seed) for seed in range(5)]
+  for key in keys:
+    np.testing.assert_array_equal(sample(key=key, temperature=1e-4), greedy)
+  assert any(np.any(sample(key=key, temperature=1.0) != greedy) for key in keys)
+  with pytest.raises(ValueError, match="temperature must be > 0"):
+    prior.sample(key=jax.random.PRNGKey(0), temperature=0.0)
+
+
 def test_learned_prior_fits_the_frozen_vqvae_codes(vqvae_run, tmp_path, data_dir):
   """Stage 2 through train.py's run: the VQ-VAE's params stay those of its run (the
   reconstruction term is unchanged), the prior beats the uniform one on the test
