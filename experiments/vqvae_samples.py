@@ -16,9 +16,11 @@ WORKDIR/sample_classes).
 --temperatures 1,0.8,...: also draw from the tempered prior (each code from
 softmax(logits / T), `code_prior.AutoregressiveCodes.sample`; vqvae_prior runs
 only), with the same keys, one row per T; classified_samples_T<T>.png for T != 1.
-The JSON's top-level share and class counts are the first temperature's.
+The JSON's top-level temperature, share and class counts are T = 1's (else the
+first T's); by_temperature holds every row.
 """
 import json
+import math
 import os
 import sys
 
@@ -60,23 +62,44 @@ def confident_share(probs, threshold: float) -> float:
   return float((probs.max(-1) > threshold).mean())
 
 
+def parse_temperatures(values) -> list[float]:
+  """--temperatures as floats; ValueError unless a non-empty list of finite T > 0."""
+  try:
+    temperatures = [float(t) for t in values]
+  except ValueError:
+    raise ValueError(f"--temperatures takes numbers, got {','.join(values)!r}") from None
+  if not temperatures or not all(math.isfinite(t) and t > 0 for t in temperatures):
+    raise ValueError(f"--temperatures must be one or more finite numbers > 0, got {temperatures}")
+  return temperatures
+
+
+def check_samplable(run, temperatures) -> None:
+  """ValueError unless run's model is unconditional and, for any T != 1, its prior
+  has tempered sampling (a `temperature` argument, as vqvae_prior's has)."""
+  import inspect
+  from vaejax.models import batched
+  if batched.is_conditional(run.model):
+    raise ValueError(f"{run.workdir}: the {run.config.model!r} model is conditional; prior "
+                     f"samples here need an unconditional prior")
+  if any(t != 1.0 for t in temperatures) and "temperature" not in inspect.signature(
+      run.model.prior(run.params, None).sample).parameters:
+    raise ValueError(f"the {run.config.model!r} prior has no tempered sampling (vqvae_prior "
+                     f"has); use --temperatures=1")
+
+
 def tempered_samples(run, *, key, num: int, temperature: float):
   """Decoded draws of run's prior at `temperature`: [num, H, W, C] in [0, 1]; the
   draws of run.sample(key=key, num_samples=num) at temperature 1."""
-  import inspect
   import jax
   if temperature == 1.0:
     return run.sample(key=key, num_samples=num)
-  prior = run.model.prior(run.params, None)
-  if "temperature" not in inspect.signature(prior.sample).parameters:
-    raise ValueError(f"temperature {temperature}: the {run.config.model!r} prior has no "
-                     f"tempered sampling (vqvae_prior has)")
 
-  @jax.jit
-  def draw(keys):
+  @jax.jit  # params as an argument, not a closed-over constant (as vaejax.Run does)
+  def draw(params, keys):
+    prior = run.model.prior(params, None)
     z = jax.vmap(lambda k: prior.sample(key=k, temperature=temperature))(keys)
-    return jax.vmap(lambda v: run.model.mean_image(run.params, None, v))(z)
-  return draw(jax.random.split(key, num))
+    return jax.vmap(lambda v: run.model.mean_image(params, None, v))(z)
+  return draw(run.params, jax.random.split(key, num))
 
 
 def main(argv):
@@ -86,25 +109,22 @@ def main(argv):
   import vaejax
   from vaejax import classifier, data, viz
   try:
+    temperatures = parse_temperatures(_TEMPERATURES.value)
     run = vaejax.load_run(_WORKDIR.value)
+    check_samplable(run, temperatures)
     params, info = load_or_train_classifier(_CLASSIFIER.value, _DATA_DIR.value, _EPOCHS.value,
                                             _SEED.value)
     real = run.examples("test", data_dir=_DATA_DIR.value)
   except (ValueError, data.DataError, OSError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  temperatures = [float(t) for t in _TEMPERATURES.value]
   real_probs = np.asarray(classifier.probabilities(params, np.asarray(real["image"][:_NUM.value])))
   out = _OUT.value or os.path.join(_WORKDIR.value, "sample_classes")
   os.makedirs(out, exist_ok=True)
   rows = []
   for temperature in temperatures:
-    try:
-      samples = np.asarray(tempered_samples(run, key=jax.random.PRNGKey(_SEED.value),
-                                            num=_NUM.value, temperature=temperature))
-    except ValueError as e:
-      print(f"error: {e}", file=sys.stderr)
-      sys.exit(2)
+    samples = np.asarray(tempered_samples(run, key=jax.random.PRNGKey(_SEED.value),
+                                          num=_NUM.value, temperature=temperature))
     probs = np.concatenate([np.asarray(classifier.probabilities(params, samples[i:i + 500]))
                             for i in range(0, len(samples), 500)])
     rows.append({"temperature": temperature,
@@ -113,12 +133,13 @@ def main(argv):
     name = ("classified_samples.png" if temperature == 1.0
             else f"classified_samples_T{temperature:g}.png")
     viz.write_png(os.path.join(out, name), viz.image_grid(samples[:100], cols=10))
+  main_row = next((r for r in rows if r["temperature"] == 1.0), rows[0])
   result = {
       "workdir": _WORKDIR.value, "model": run.config.model, "step": run.step,
       "num_samples": _NUM.value, "threshold": _THRESHOLD.value, "seed": _SEED.value,
-      "confident_share": rows[0]["confident_share"],
+      "temperature": main_row["temperature"], "confident_share": main_row["confident_share"],
       "real_test_confident_share": confident_share(real_probs, _THRESHOLD.value),
-      "class_counts": rows[0]["class_counts"], "by_temperature": rows,
+      "class_counts": main_row["class_counts"], "by_temperature": rows,
       "classifier": info}
   with open(os.path.join(out, "sample_classes.json"), "w") as f:
     json.dump(result, f, indent=1)

@@ -272,8 +272,9 @@ def test_near_zero_temperature_samples_greedily_and_zero_is_refused():
   for key in keys:
     np.testing.assert_array_equal(sample(key=key, temperature=1e-4), greedy)
   assert any(np.any(sample(key=key, temperature=1.0) != greedy) for key in keys)
-  with pytest.raises(ValueError, match="temperature must be > 0"):
-    prior.sample(key=jax.random.PRNGKey(0), temperature=0.0)
+  for bad in (0.0, -1.0, float("nan"), float("inf"), np.float32(0.0), jnp.array(0.0)):
+    with pytest.raises(ValueError, match="temperature must be finite and > 0"):
+      prior.sample(key=jax.random.PRNGKey(0), temperature=bad)
 
 
 def test_learned_prior_fits_the_frozen_vqvae_codes(vqvae_run, tmp_path, data_dir):

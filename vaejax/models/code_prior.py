@@ -20,6 +20,7 @@ init, so a stage-2 checkpoint holds the whole model.
 from __future__ import annotations
 
 import dataclasses
+import math
 from typing import Any, Callable
 
 import flax.linen as nn
@@ -82,10 +83,14 @@ class AutoregressiveCodes:
     temperature T > 0 draws each z_i from softmax(logits_i / T): T = 1 is the
     prior itself; T < 1 sharpens every conditional, trading diversity for
     typical samples (as in autoregressive image and text models generally; it is
-    not p(z)^(1/T) renormalised over whole grids). Raises ValueError for T <= 0
-    (a concrete T; a traced one is not checked)."""
-    if isinstance(temperature, (int, float)) and temperature <= 0:
-      raise ValueError(f"temperature must be > 0, got {temperature}")
+    not p(z)^(1/T) renormalised over whole grids). Raises ValueError for a T that
+    is not finite and > 0 (a traced T is not checked)."""
+    try:
+      concrete = float(temperature)
+    except TypeError:  # traced (jax.errors.ConcretizationTypeError): checked by the caller
+      concrete = None
+    if concrete is not None and not (math.isfinite(concrete) and concrete > 0):
+      raise ValueError(f"temperature must be finite and > 0, got {temperature}")
 
     def draw(i, z):
       logits = self.logits(z)[i] / temperature

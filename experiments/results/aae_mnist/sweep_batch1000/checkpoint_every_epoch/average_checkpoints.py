@@ -4,7 +4,9 @@ averaging, Polyak-style). Output of this run: average_checkpoints.txt.
 
   python experiments/train.py --config experiments/configs/aae_mixture2d.py --workdir W \
       --config.data_dir=../shared/data --config.checkpoint_every=60 --config.keep_checkpoints=40
-  python experiments/results/aae_mnist/sweep_batch1000/checkpoint_every_epoch/average_checkpoints.py W DATA_DIR
+  python \
+    experiments/results/aae_mnist/sweep_batch1000/checkpoint_every_epoch/average_checkpoints.py \
+    W DATA_DIR
 """
 import glob
 import os
@@ -18,8 +20,8 @@ from vaejax.models import aae
 workdir, data_dir = sys.argv[1], sys.argv[2]
 run = vaejax.load_run(workdir)
 test = run.examples("test", data_dir=data_dir)
-steps = sorted(int(os.path.basename(p)) for p in glob.glob(os.path.join(workdir, "checkpoints", "*"))
-               if os.path.basename(p).isdigit())
+folders = glob.glob(os.path.join(workdir, "checkpoints", "*"))
+steps = sorted(int(os.path.basename(p)) for p in folders if os.path.basename(p).isdigit())
 
 
 def metrics(params):
@@ -31,6 +33,6 @@ tail = []
 for step in steps:
   tail.append(vaejax.load_run(workdir, step=step).params)
   print("step", step, metrics(tail[-1]), flush=True)
-for n in (2, 5, 10, 20, len(steps)):
+for n in sorted({min(n, len(steps)) for n in (2, 5, 10, 20, len(steps))}):
   average = jax.tree_util.tree_map(lambda *a: sum(a) / len(a), *tail[-n:])
   print("average of the last", n, metrics(average), flush=True)

@@ -21,11 +21,14 @@ prior = model.latent_prior
 wrong = np.asarray(prior.component(codes)) != labels
 radius = np.linalg.norm(np.asarray(codes), axis=1)
 print(f"own component {1 - wrong.mean():.4f}; codes inside radius 3 {np.mean(radius < 3):.4f} "
-      f"(misplaced {np.mean(wrong & (radius < 3)):.4f}); misplaced outside {np.mean(wrong & (radius >= 3)):.4f}")
+      f"(misplaced {np.mean(wrong & (radius < 3)):.4f}); "
+      f"misplaced outside {np.mean(wrong & (radius >= 3)):.4f}")
 offset = (np.asarray(prior.component(codes)) - labels) % 10
-print("misplaced codes by ring distance 1..5:", np.bincount(np.minimum(offset, 10 - offset)[wrong],
-                                                          minlength=6)[1:].tolist())
-print("own-component share by digit:", np.round([1 - wrong[labels == d].mean() for d in range(10)], 3).tolist())
+ring_distance = np.minimum(offset, 10 - offset)[wrong]
+print("misplaced codes by ring distance 1..5:",
+      np.bincount(ring_distance, minlength=6)[1:].tolist())
+by_digit = [1 - wrong[labels == d].mean() for d in range(10)]
+print("own-component share by digit:", np.round(by_digit, 3).tolist())
 
 logit = jax.jit(jax.vmap(lambda z, x: model._logit(params, z, x)))
 draws = jax.vmap(lambda x, k: model.prior(params, x).sample(key=k))(
