@@ -21,6 +21,12 @@ def _params(seed=0):
   return MODEL.init(jax.random.PRNGKey(seed))
 
 
+def _draw(params, key):
+  """One reparameterised z ~ q(z|X) [latent_dim], as the pathwise ELBO draws it."""
+  from vaejax import objectives
+  return objectives.draw(MODEL.posterior(params, X), key=key, num_samples=1)[0]
+
+
 def test_precision_weighted_merge_is_the_normalised_product():
   rng = np.random.default_rng(0)
   a = distributions.DiagGaussian(jnp.asarray(rng.normal(size=4), jnp.float32),
@@ -245,7 +251,7 @@ def test_free_bits_floor_each_units_conditional_kl():
   key = jax.random.PRNGKey(6)
 
   def draw(p):
-    return objectives.draw(MODEL.posterior(p, X), key=key, num_samples=1)[0]
+    return _draw(p, key)
 
   def grad(estimator):
     return jax.grad(lambda p: estimator.per_example(MODEL, p, X, key=key)[0])(params)
@@ -277,12 +283,11 @@ def test_capacity_control_targets_the_ladders_conditional_kl():
   est = estimators.make_estimator("elbo", "pathwise", kl_penalty=objectives.make_kl_penalty(
       capacity_max=50.0, capacity_steps=100, capacity_gamma=10.0))
 
-  def draw(p):
-    return objectives.draw(MODEL.posterior(p, X), key=key, num_samples=1)[0]
-
   def kl(p):
-    return jnp.sum(MODEL.conditional_kl_per_dim(p, X, draw(p)))
-  recon = lambda p: MODEL.log_likelihood(p, X, draw(p))  # noqa: E731
+    return jnp.sum(MODEL.conditional_kl_per_dim(p, X, _draw(p, key)))
+
+  def recon(p):
+    return MODEL.log_likelihood(p, X, _draw(p, key))
   total_kl = float(kl(params))
   assert 0.1 < total_kl < 50.0
   for step, sign in [(0, 1.0), (100, -1.0)]:  # target 0 (below the KL), then 50 (above)
