@@ -54,6 +54,16 @@ def build_model(config, image_shape) -> models.LatentVariableModel:
                                   depth=config.prior_depth, heads=config.prior_heads)
 
 
+def build_init(config, model, train_set: data.Dataset):
+  """key -> the model's initial params. With config.output_bias_init='data_mean' the
+  decoder's output bias starts at the log-odds of the mean training pixel
+  (`models.base.data_mean_logits`), as in Burda et al. (2015)'s code."""
+  if config.output_bias_init != "data_mean":
+    return model.init
+  bias = models.base.data_mean_logits(train_set.images, train_set.max_value)
+  return lambda key: model.with_output_bias(model.init(key), bias)
+
+
 def example_shape(config) -> tuple[int, ...]:
   """The shape of one example's main array: (28, 28, 1) images, or (T,) tokens."""
   if config.dataset in data.CORPORA:

@@ -13,8 +13,8 @@ import ml_collections
 
 from vaejax import data, estimators, models, objectives, parallel, replicas
 from vaejax.config_checks import (ConfigError, at_least, check_aae, check_family_keys,
-                                  check_hvae, check_multimodal, check_sequence, check_vq_prior,
-                                  check_vqvae, choice)
+                                  check_hvae, check_multimodal, check_output_bias, check_sequence,
+                                  check_vq_prior, check_vqvae, choice)
 from vaejax.models import cvae
 
 
@@ -88,6 +88,10 @@ def base_config() -> ml_collections.ConfigDict:
   c.likelihood = "bernoulli"
   c.gaussian_scale = 1.0
   c.compute_dtype = "float32"  # float32 | bfloat16 (bf16 layers, float32 params and log-densities)
+  # zeros | data_mean: the decoder's output bias starts at the log-odds of the mean
+  # training pixel, as in Burda et al. (2015)'s code (a Bernoulli likelihood and an MLP
+  # decoder: vae, cvae, hvae, ladder).
+  c.output_bias_init = "zeros"
   # Objective and its gradient estimator.
   c.objective = "elbo"
   c.estimator = "pathwise"  # see vaejax.estimators for each objective's estimators
@@ -159,6 +163,7 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
   choice(config, "baseline", estimators.BASELINES)
   choice(config, "lr_schedule", ("constant", "burda", "cosine"))
   choice(config, "compute_dtype", tuple(models.COMPUTE_DTYPES))
+  choice(config, "output_bias_init", ("zeros", "data_mean"))
   choice(config, "parallel", parallel.MODES)
   from vaejax.nets import ACTIVATIONS
   choice(config, "activation", tuple(ACTIVATIONS))
@@ -216,6 +221,8 @@ def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None
                       f"dataset='mnist'")
   if config.model in ("hvae", "ladder"):
     check_hvae(config)
+  if config.output_bias_init == "data_mean":
+    check_output_bias(config)
   own = models.OWN_OBJECTIVE
   if own.get(config.model) != config.objective and (
       config.model in own or config.objective in own.values()):

@@ -56,6 +56,22 @@ def check_vqvae(config, hidden) -> None:
                       "architecture='conv', compute_dtype='float32'")
 
 
+def check_output_bias(config) -> None:
+  """output_bias_init='data_mean': a Bernoulli likelihood and an MLP decoder."""
+  from vaejax.models.base import LOGIT_LIKELIHOODS
+  mlp = config.model in ("hvae", "ladder") or (config.model in ("vae", "cvae")
+                                                and config.architecture == "mlp")
+  if not mlp:
+    raise ConfigError(f"config.output_bias_init='data_mean' needs an MLP decoder with one "
+                      f"output bias per pixel: model='vae' or 'cvae' with architecture='mlp', "
+                      f"'hvae' or 'ladder' (not model={config.model!r}, "
+                      f"architecture={config.architecture!r})")
+  if config.likelihood not in LOGIT_LIKELIHOODS:
+    raise ConfigError(f"config.output_bias_init='data_mean' sets logits of the pixels' mean: "
+                      f"it needs likelihood in {list(LOGIT_LIKELIHOODS)}, not "
+                      f"{config.likelihood!r}")
+
+
 def check_hvae(config) -> None:
   dims = tuple(config.latent_dims)
   if any(not isinstance(h, (tuple, list)) for h in config.layer_hidden):

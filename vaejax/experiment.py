@@ -20,7 +20,7 @@ import numpy as np
 from vaejax import (checkpoint, config as config_lib, parallel, pictures, replicas,
                     run_logs, tensorboard_writer, training)
 from vaejax.builders import (EVAL_BINARIZATION_KEY, build_estimator, build_evaluator,  # noqa: F401
-                             build_loss, build_model, build_optimizer, examples,
+                             build_init, build_loss, build_model, build_optimizer, examples,
                              importance_nll, learning_rate, load_data)
 
 # Summary fields that are wall-clock measurements, so differ between identical runs.
@@ -66,8 +66,9 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   estimator = build_estimator(config)
   optimizer = build_optimizer(config, estimator, steps_per_epoch, model=model)
   keys = [_run_keys(config.seed + r) for r in range(config.num_replicas)]
+  init = build_init(config, model, train_set)
   states = [training.create_train_state(
-      {**model.init(k["init"]), **estimator.init_params(k["baseline"], model)}, optimizer,
+      {**init(k["init"]), **estimator.init_params(k["baseline"], model)}, optimizer,
       key=k["train"]) for k in keys]
   state = states[0] if config.num_replicas == 1 else replicas.stack(states)
   del states

@@ -27,6 +27,9 @@ latent z is an array [latent_dim]. Estimators, evaluation and pictures use only:
                                           z ~ q (a top-down q: the ladder VAE); its mean
                                           over z is the KL, so analytic_kl and free bits
                                           use it
+  with_output_bias(params, bias) -> params  (optional) the decoder's output-layer bias
+                                          set to `bias` [H, W, C], for
+                                          config.output_bias_init='data_mean'
 
 A family whose training objective is not a bound over q (the VQ-VAE) adds the
 objective tier (see ../shared/design/model-protocol.md):
@@ -91,6 +94,7 @@ from typing import Any, Callable, NamedTuple, Protocol
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 from vaejax import distributions
 
@@ -107,6 +111,8 @@ LIKELIHOODS = ("bernoulli", "continuous_bernoulli", "bernoulli_grey", "gaussian_
 # Likelihoods that are normalised densities for grey-level (non-binary) pixels in [0, 1].
 # "bernoulli_grey" is BCE on grey values: not a log-likelihood, reported as such.
 GREY_LIKELIHOODS = ("continuous_bernoulli", "bernoulli_grey", "gaussian_fixed", "gaussian_learned")
+# Likelihoods whose decoder output is the logit of each pixel's mean.
+LOGIT_LIKELIHOODS = ("bernoulli", "bernoulli_grey")
 
 
 class Phase(NamedTuple):
@@ -171,3 +177,32 @@ def mean_of(likelihood: str, out: jax.Array) -> jax.Array:
   if likelihood == "continuous_bernoulli":
     return distributions.continuous_bernoulli_mean(out)
   return jnp.clip(out, 0.0, 1.0)
+
+
+def data_mean_logits(images, max_value: int) -> np.ndarray:
+  """The log-odds of each pixel's mean over a training set, clipped to [1e-3, 1 - 1e-3]:
+  [H, W, C] float32 (Burda et al. 2015's code starts the decoder's output bias here).
+
+  images: [N, H, W, C] integers in [0, max_value] (uint8 grey levels, or 0/1). Under
+  dynamic binarisation the binarised pixels' mean is the grey level's, so the same
+  numbers serve. A decoder started from them predicts the mean image, and its
+  latent units need not spend the first epochs learning it (Burda et al. 2015
+  report no such detail; see README, "Two stochastic layers", for its effect).
+  """
+  mean = np.asarray(images).mean(axis=0, dtype=np.float64) / max_value
+  mean = np.clip(mean, 1e-3, 1.0 - 1e-3)
+  return np.log(mean / (1.0 - mean)).astype(np.float32)
+
+
+def with_output_bias(decoder_params: Params, bias) -> Params:
+  """An MLP decoder's params (`nets.MLPDecoder`: a Dense layer "out" of H*W*C units) with
+  that layer's bias set to `bias` [H, W, C]. Raises ValueError when the decoder has no
+  such layer (a convolutional decoder's output bias is one per channel)."""
+  bias = jnp.asarray(bias, jnp.float32).reshape(-1)
+  decoder_params = dict(decoder_params)
+  out = dict(decoder_params.get("out", {}))
+  if "bias" not in out or out["bias"].shape != bias.shape:
+    raise ValueError(f"output_bias_init='data_mean' needs an MLP decoder whose output layer "
+                     f"has one bias per pixel ({bias.shape[0]}); this decoder has "
+                     f"{None if 'bias' not in out else out['bias'].shape}")
+  return {**decoder_params, "out": {**out, "bias": bias}}

@@ -25,7 +25,8 @@ import jax.numpy as jnp
 import numpy as np
 
 from vaejax import distributions, nets
-from vaejax.models.base import LIKELIHOODS, Example, Params, image_of, log_density, mean_of
+from vaejax.models.base import (LIKELIHOODS, Example, Params, image_of, log_density, mean_of,
+                                with_output_bias)
 
 
 class ModelPytree:
@@ -142,6 +143,11 @@ class HierarchicalVAE:
     for l, net in enumerate(self.priors, start=1):
       decoder[f"layer_{l}"] = net.init(next(keys), jnp.zeros((self.latent_dims[l],)))["params"]
     return decoder
+
+  def with_output_bias(self, params: Params, bias) -> Params:
+    """params with p(x|z1)'s output bias set to `bias` [H, W, C] (logits)."""
+    decoder = {**params["decoder"], "x": with_output_bias(params["decoder"]["x"], bias)}
+    return {**params, "decoder": decoder}
 
   def posterior(self, params: Params, x: Example) -> LayeredPosterior:
     return LayeredPosterior(self, params["encoder"], x)

@@ -15,7 +15,8 @@ import jax
 import jax.numpy as jnp
 
 from vaejax import distributions, latent_priors, nets
-from vaejax.models.base import LIKELIHOODS, Example, Params, image_of, log_density, mean_of
+from vaejax.models.base import (LIKELIHOODS, Example, Params, image_of, log_density, mean_of,
+                                with_output_bias)
 
 ARCHITECTURES = ("mlp", "conv")
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -92,6 +93,11 @@ class VAE:
     if self.prior_net is not None:
       params["prior"] = self.prior_net.init(prior_key, *c)["params"]
     return params
+
+  def with_output_bias(self, params: Params, bias) -> Params:
+    """params with the decoder's output bias set to `bias` [H, W, C] (logits for a
+    Bernoulli likelihood). Raises ValueError for a convolutional decoder."""
+    return {**params, "decoder": with_output_bias(params["decoder"], bias)}
 
   def _condition(self, x: Example) -> tuple:
     return () if self.condition is None else (self.condition.features(x),)
