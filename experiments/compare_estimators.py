@@ -153,8 +153,10 @@ def snr_vs_k(config, model, train_set, test_set, key):
   import jax.numpy as jnp
   batch = jnp.asarray(test_set.images[:: len(test_set) // config.snr_examples][:config.snr_examples],
                       jnp.float32) / test_set.max_value
+  from vaejax import builders
   init_key, baseline_key, train_key, draw_key = jax.random.split(key, 4)
-  cases = {"init": (model, model.init(init_key), batch)}
+  init = builders.build_init(config, model, train_set)
+  cases = {"init": (model, init(init_key), batch)}
   if config.train_steps:
     t = time.perf_counter()
     trainer = build(config, config.train_estimator, config.train_num_samples)
@@ -211,10 +213,11 @@ def measure_snr(config, model, params, batch, ckpt, *, baseline_key, draw_key, g
 def curves(config, model, train_set, test_set, key):
   import jax
   import jax.numpy as jnp
-  from vaejax import diagnostics, estimators, evaluate
+  from vaejax import builders, diagnostics, estimators, evaluate
   init_key, train_key, eval_key, draw_key = jax.random.split(key, 4)
   test_images = jnp.asarray(test_set.images, jnp.float32) / test_set.max_value
   batch = test_images[:: len(test_set) // config.snr_examples][:config.snr_examples]
+  init = builders.build_init(config, model, train_set)
   bounds = {"elbo": estimators.make_estimator("elbo").per_example,
             "iwae": estimators.make_estimator("iwae", num_samples=config.num_samples).per_example}
   rows = []
@@ -222,7 +225,7 @@ def curves(config, model, train_set, test_set, key):
     objective = parse_spec(spec)[0]
     est = build(config, spec, config.num_samples if objective == "iwae" else 1)
     name = spec_name(spec)
-    params = {**model.init(init_key), **est.init_params(jax.random.fold_in(init_key, 1), model)}
+    params = {**init(init_key), **est.init_params(jax.random.fold_in(init_key, 1), model)}
     grad_fn = grad_function(model, est, batch)
 
     def record(step, params, seconds, name=name, grad_fn=grad_fn):

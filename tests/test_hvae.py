@@ -250,10 +250,15 @@ def test_smoke_run_trains_evaluates_samples_and_resumes_exactly(tmp_path, data_d
   from vaejax import experiment
   summary = experiment.run(_smoke_config(data_dir), str(tmp_path / "a"), quiet=True)
   test = summary["test"]
-  # At init a Bernoulli decoder scores ~544 nats (784 log 2); 32 steps already do
-  # better, and the importance-sampled NLL (k = 100) is below the -ELBO.
+  # The decoder starts at the training set's mean image (the config's
+  # output_bias_init='data_mean'): about 207 nats per digit, plus what its random
+  # hidden layers add. Training lowers the loss from one logged window to the next,
+  # and the importance-sampled NLL (k = 100) is below the -ELBO.
   assert summary["model"] == "hvae" and summary["steps"] == 32
-  assert 100 < test["nll"] < test["neg_elbo"] < 500
+  assert 100 < test["nll"] < test["neg_elbo"] < 230
+  losses = [json.loads(line)["train/neg_elbo"]
+            for line in (tmp_path / "a" / "metrics.jsonl").read_text().splitlines()]
+  assert len(losses) == 4 and losses[-1] < losses[0] - 10
   run = vaejax.load_run(str(tmp_path / "a"))
   assert run.model.latent_dim == 12
   images = run.sample(key=jax.random.PRNGKey(0), num_samples=4)

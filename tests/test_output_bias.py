@@ -5,8 +5,10 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vaejax import builders, config as config_lib, data, models
-from vaejax.models import base, hvae, ladder, vae
+import vaejax
+
+from vaejax import builders, config as config_lib, data, experiment, models
+from vaejax.models import base, cvae, hvae, ladder, vae
 
 SHAPE = (4, 5, 1)
 
@@ -31,6 +33,9 @@ def test_data_mean_logits_are_the_clipped_log_odds_of_each_pixels_mean():
 
 MODELS = {
     "vae": vae.make_vae(architecture="mlp", image_shape=SHAPE, latent_dim=3, hidden=(7,)),
+    "cvae": cvae.make_cvae(architecture="mlp", image_shape=SHAPE, latent_dim=3, hidden=(7,)),
+    # The deterministic baseline p(x|c): no latent, the decoder alone.
+    "cvae_nn": cvae.make_cvae(architecture="mlp", image_shape=SHAPE, latent_dim=0, hidden=(7,)),
     "hvae": hvae.make_hvae(image_shape=SHAPE, latent_dims=(3, 2), hidden=((7,), (6,))),
     "ladder": ladder.make_ladder_vae(image_shape=SHAPE, latent_dims=(3, 2), hidden=((7,), (6,))),
 }
@@ -45,7 +50,7 @@ def test_the_bias_is_the_one_that_feeds_the_likelihood_and_nothing_else_changes(
   bias = base.data_mean_logits(_images(), 255)
   plain = model.init(jax.random.PRNGKey(0))
   params = model.with_output_bias(plain, bias)
-  out_path = ("decoder", "out") if name == "vae" else ("decoder", "x", "out")
+  out_path = ("decoder", "x", "out") if name in ("hvae", "ladder") else ("decoder", "out")
   flat_plain = dict(jax.tree_util.tree_leaves_with_path(plain))
   changed = [jax.tree_util.keystr(p) for p, leaf in jax.tree_util.tree_leaves_with_path(params)
              if not np.array_equal(leaf, flat_plain[p])]
@@ -54,7 +59,7 @@ def test_the_bias_is_the_one_that_feeds_the_likelihood_and_nothing_else_changes(
   for k in out_path:
     out = out[k]
   out["kernel"] = jnp.zeros_like(out["kernel"])
-  x = jnp.ones(SHAPE)
+  x = {"image": jnp.ones(SHAPE), "label": jnp.int32(3)} if name.startswith("cvae") else jnp.ones(SHAPE)
   for seed in range(3):
     z = jax.random.normal(jax.random.PRNGKey(seed), (model.latent_dim,))
     np.testing.assert_allclose(model.mean_image(params, x, z), jax.nn.sigmoid(bias), rtol=1e-6)
@@ -83,10 +88,11 @@ def test_build_init_starts_the_run_from_the_training_sets_mean():
 
 
 @pytest.mark.parametrize("change, message", [
-    (dict(architecture="conv"), "MLP decoder"),
-    (dict(model="aae", latent_dim=2), "MLP decoder"),
+    (dict(architecture="conv"), "architecture='mlp'"),
+    (dict(model="aae", latent_dim=2), "not model='aae'"),
     (dict(likelihood="gaussian_fixed"), "likelihood in"),
     (dict(output_bias_init="mean"), "is not valid"),
+    (dict(num_replicas=2, architecture="conv"), "replica 0: .*architecture='mlp'"),
 ])
 def test_configs_it_cannot_apply_to_are_refused(change, message):
   config = config_lib.base_config()
@@ -94,3 +100,24 @@ def test_configs_it_cannot_apply_to_are_refused(change, message):
   config.update(**change)
   with pytest.raises(config_lib.ConfigError, match=message):
     config_lib.validate(config)
+
+
+def test_a_run_starts_from_the_bias_and_keeps_its_init_when_resumed(tmp_path, data_dir):
+  """experiment.run applies it (after 2 Adam steps of 1e-3 the bias is within 0.01 of
+  the training set's log-odds, which reach -6.9 at the border pixels), and a resume
+  with the other value is refused even with allow_config_change: the run's records
+  would name an init it never had."""
+  from conftest import REPO
+  config = config_lib.load_config_file(str(REPO / "experiments" / "configs" / "vae_smoke.py"))
+  config.update(data_dir=data_dir, train_subset=64, eval_subset=32, batch_size=32,
+                output_bias_init="data_mean", num_image_samples=0, tensorboard=False,
+                checkpoint_every=0, log_every=0, eval_batch_size=32)
+  experiment.run(config, str(tmp_path), quiet=True)
+  run = vaejax.load_run(str(tmp_path))
+  train = data.load(config.dataset, "train", data_dir).take(64)
+  logits = base.data_mean_logits(train.images, train.max_value).reshape(-1)
+  assert logits.min() < -6
+  np.testing.assert_allclose(run.params["decoder"]["out"]["bias"], logits, atol=0.01)
+  config.update(output_bias_init="zeros", epochs=2)
+  with pytest.raises(experiment.RunError, match="started with output_bias_init='data_mean'"):
+    experiment.run(config, str(tmp_path), allow_config_change=True, quiet=True)

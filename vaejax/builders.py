@@ -8,7 +8,7 @@ from __future__ import annotations
 import json
 import math
 import os
-from typing import Optional
+from typing import Callable, Optional
 
 import jax
 import jax.numpy as jnp
@@ -19,6 +19,7 @@ import optax
 from vaejax import (checkpoint, config as config_lib, data, estimators, evaluate, models,
                     objectives, optim, paired_digits, parallel, phases, replicas, training)
 from vaejax.models import code_prior
+from vaejax.models.base import Params
 
 
 class NotARunError(ValueError):
@@ -54,10 +55,11 @@ def build_model(config, image_shape) -> models.LatentVariableModel:
                                   depth=config.prior_depth, heads=config.prior_heads)
 
 
-def build_init(config, model, train_set: data.Dataset):
+def build_init(config, model, train_set: data.Dataset) -> Callable[[jax.Array], Params]:
   """key -> the model's initial params. With config.output_bias_init='data_mean' the
   decoder's output bias starts at the log-odds of the mean training pixel
-  (`models.base.data_mean_logits`), as in Burda et al. (2015)'s code."""
+  (`models.base.data_mean_logits`), as in Burda et al. (2015)'s code; the model must
+  have `with_output_bias` (config.validate has checked that)."""
   if config.output_bias_init != "data_mean":
     return model.init
   bias = models.base.data_mean_logits(train_set.images, train_set.max_value)

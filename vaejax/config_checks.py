@@ -1,6 +1,9 @@
 """ConfigError and the checks of one model family's settings, for `config.validate`."""
 from __future__ import annotations
 
+from vaejax.models import HIERARCHICAL
+from vaejax.models.base import LOGIT_LIKELIHOODS
+
 
 class ConfigError(ValueError):
   pass
@@ -57,15 +60,15 @@ def check_vqvae(config, hidden) -> None:
 
 
 def check_output_bias(config) -> None:
-  """output_bias_init='data_mean': a Bernoulli likelihood and an MLP decoder."""
-  from vaejax.models.base import LOGIT_LIKELIHOODS
-  mlp = config.model in ("hvae", "ladder") or (config.model in ("vae", "cvae")
-                                                and config.architecture == "mlp")
+  """output_bias_init='data_mean' needs a model with one output bias per pixel (an MLP
+  decoder: vae or cvae with architecture='mlp', hvae, ladder) and a likelihood whose
+  decoder output is a logit. Raises ConfigError otherwise."""
+  mlp = config.model in HIERARCHICAL or (config.model in ("vae", "cvae")
+                                         and config.architecture == "mlp")
   if not mlp:
-    raise ConfigError(f"config.output_bias_init='data_mean' needs an MLP decoder with one "
-                      f"output bias per pixel: model='vae' or 'cvae' with architecture='mlp', "
-                      f"'hvae' or 'ladder' (not model={config.model!r}, "
-                      f"architecture={config.architecture!r})")
+    raise ConfigError(f"config.output_bias_init='data_mean' applies to model='vae' or 'cvae' "
+                      f"with architecture='mlp', 'hvae' or 'ladder' only (not model="
+                      f"{config.model!r}, architecture={config.architecture!r})")
   if config.likelihood not in LOGIT_LIKELIHOODS:
     raise ConfigError(f"config.output_bias_init='data_mean' sets logits of the pixels' mean: "
                       f"it needs likelihood in {list(LOGIT_LIKELIHOODS)}, not "

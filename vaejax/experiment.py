@@ -23,6 +23,8 @@ from vaejax.builders import (EVAL_BINARIZATION_KEY, build_estimator, build_evalu
                              build_init, build_loss, build_model, build_optimizer, examples,
                              importance_nll, learning_rate, load_data)
 
+# Keys that act only when a run starts: resuming with another value is refused.
+INIT_ONLY_KEYS = ("output_bias_init",)
 # Summary fields that are wall-clock measurements, so differ between identical runs.
 TIMING_KEYS = ("examples_per_sec", "train_seconds", "compile_seconds", "eval_seconds")
 
@@ -135,9 +137,15 @@ def _restore_or_start(ckpt, state, run_config, workdir, allow_config_change, pri
   metrics_path = os.path.join(workdir, "metrics.jsonl")
 
   def check_config(meta: dict) -> None:
-    changed = changed_config_keys(meta.get("config", {}), run_config)
+    saved = meta.get("config", {})
+    changed = changed_config_keys(saved, run_config)
     if not changed:
       return
+    for key in (k for k in changed if k in INIT_ONLY_KEYS):
+      # Even with allow_config_change: the records would name an init the run never had.
+      was = saved.get(key, config_lib.base_config()[key])
+      raise RunError(f"{workdir} holds a run started with {key}={was!r}, which acts at step 0 "
+                     f"only; resume it with --config.{key}={was}")
     if not allow_config_change:
       raise RunError(f"{workdir} holds a checkpoint of a run with a different config "
                      f"(changed: {', '.join(changed)}); use a new --workdir or pass "

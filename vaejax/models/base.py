@@ -186,15 +186,15 @@ def data_mean_logits(images, max_value: int) -> np.ndarray:
   images: [N, H, W, C] integers in [0, max_value] (uint8 grey levels, or 0/1). Under
   dynamic binarisation the binarised pixels' mean is the grey level's, so the same
   numbers serve. A decoder started from them predicts the mean image, and its
-  latent units need not spend the first epochs learning it (Burda et al. 2015
-  report no such detail; see README, "Two stochastic layers", for its effect).
+  latent units need not spend the first epochs learning it (the paper does not
+  mention it; experiments/results/hvae2_iwae_table/ measures its effect).
   """
   mean = np.asarray(images).mean(axis=0, dtype=np.float64) / max_value
   mean = np.clip(mean, 1e-3, 1.0 - 1e-3)
   return np.log(mean / (1.0 - mean)).astype(np.float32)
 
 
-def with_output_bias(decoder_params: Params, bias) -> Params:
+def decoder_with_output_bias(decoder_params: Params, bias) -> Params:
   """An MLP decoder's params (`nets.MLPDecoder`: a Dense layer "out" of H*W*C units) with
   that layer's bias set to `bias` [H, W, C]. Raises ValueError when the decoder has no
   such layer (a convolutional decoder's output bias is one per channel)."""

@@ -26,7 +26,7 @@ import numpy as np
 
 from vaejax import distributions, nets
 from vaejax.models.base import (LIKELIHOODS, Example, Params, image_of, log_density, mean_of,
-                                with_output_bias)
+                                decoder_with_output_bias)
 
 
 class ModelPytree:
@@ -145,8 +145,9 @@ class HierarchicalVAE:
     return decoder
 
   def with_output_bias(self, params: Params, bias) -> Params:
-    """params with p(x|z1)'s output bias set to `bias` [H, W, C] (logits)."""
-    decoder = {**params["decoder"], "x": with_output_bias(params["decoder"]["x"], bias)}
+    """params with p(x|z1)'s output bias set to `bias` [H, W, C] (logits). Raises
+    ValueError when p(x|z1) has no output layer of one bias per pixel."""
+    decoder = {**params["decoder"], "x": decoder_with_output_bias(params["decoder"]["x"], bias)}
     return {**params, "decoder": decoder}
 
   def posterior(self, params: Params, x: Example) -> LayeredPosterior:

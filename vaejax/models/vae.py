@@ -16,7 +16,7 @@ import jax.numpy as jnp
 
 from vaejax import distributions, latent_priors, nets
 from vaejax.models.base import (LIKELIHOODS, Example, Params, image_of, log_density, mean_of,
-                                with_output_bias)
+                                decoder_with_output_bias)
 
 ARCHITECTURES = ("mlp", "conv")
 COMPUTE_DTYPES = {"float32": jnp.float32, "bfloat16": jnp.bfloat16}
@@ -97,7 +97,7 @@ class VAE:
   def with_output_bias(self, params: Params, bias) -> Params:
     """params with the decoder's output bias set to `bias` [H, W, C] (logits for a
     Bernoulli likelihood). Raises ValueError for a convolutional decoder."""
-    return {**params, "decoder": with_output_bias(params["decoder"], bias)}
+    return {**params, "decoder": decoder_with_output_bias(params["decoder"], bias)}
 
   def _condition(self, x: Example) -> tuple:
     return () if self.condition is None else (self.condition.features(x),)
