@@ -24,3 +24,24 @@ def test_classifier_separates_ten_noisy_patterns_and_refuses_bad_labels():
   np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
   with pytest.raises(ValueError, match="labels must be in 0..9"):
     classifier.train(images, labels + 1, key=jax.random.PRNGKey(2), epochs=1)
+
+
+def test_load_or_train_trains_once_then_reads_the_saved_classifier(tmp_path):
+  patterns = np.asarray(jax.random.bernoulli(jax.random.PRNGKey(0), 0.5, (10, 12, 12, 1)), int)
+  images, labels = _noisy_patterns(jax.random.PRNGKey(1), patterns, 128)
+  calls = []
+
+  def training_data():
+    calls.append(1)
+    return images, labels, {"test": (images[:20] / 255.0, labels[:20])}
+
+  kwargs = dict(key=jax.random.PRNGKey(2), epochs=1, log=lambda *a: None)
+  trained, info = classifier.load_or_train(str(tmp_path), (12, 12, 1), training_data, **kwargs)
+  assert calls == [1] and info["epochs"] == 1 and 0 <= info["test_accuracy"] <= 1
+  loaded, loaded_info = classifier.load_or_train(str(tmp_path), (12, 12, 1), training_data,
+                                                 **kwargs)
+  assert calls == [1] and loaded_info == info  # read, not retrained
+  for a, b in zip(jax.tree_util.tree_leaves(trained), jax.tree_util.tree_leaves(loaded)):
+    np.testing.assert_array_equal(a, b)
+  with pytest.raises(ValueError, match="another shape"):
+    classifier.load_or_train(str(tmp_path), (28, 28, 1), training_data, **kwargs)
