@@ -59,11 +59,12 @@ def build_init(config, model, train_set: data.Dataset) -> Callable[[jax.Array], 
   """key -> the model's initial params. With config.output_bias_init='data_mean' the
   decoder's output bias starts at the log-odds of the mean training pixel
   (`models.base.data_mean_logits`), as in Burda et al. (2015)'s code; the model must
-  have `with_output_bias` (config.validate has checked that)."""
+  have `with_output_bias` (config.validate has checked that). Jitted: one compile
+  instead of one per initialiser and shape, with the same values."""
   if config.output_bias_init != "data_mean":
-    return model.init
+    return jax.jit(model.init)
   bias = models.base.data_mean_logits(train_set.images, train_set.max_value)
-  return lambda key: model.with_output_bias(model.init(key), bias)
+  return jax.jit(lambda key: model.with_output_bias(model.init(key), bias))
 
 
 def example_shape(config) -> tuple[int, ...]:
