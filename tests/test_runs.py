@@ -35,6 +35,9 @@ def test_load_run_restores_the_newest_checkpoint_exactly(trained_run):
   assert run.step == summary["steps"] == 32
   assert checkpoint.params_checksum(run.params) == summary["params_checksum"]
   _assert_trees_equal(run.params, _raw_checkpoint_params(trained_run, 32))
+  # On the device, not host numpy (which every jitted call would transfer again).
+  assert all(isinstance(x, jax.Array) and x.devices() == {jax.local_devices()[0]}
+             for x in jax.tree_util.tree_leaves(run.params))
   assert run.config.latent_dim == 8 and run.model.latent_dim == 8
 
 

@@ -104,14 +104,18 @@ def restore_params(workdir: str, config, model, step: Optional[int] = None, *,
   replica)."""
   estimator = build_estimator(config)
   optimizer = build_optimizer(config, estimator, model=model)
-  key = jax.random.PRNGKey(0)  # only shapes matter: the checkpoint overwrites every leaf
-  like = training.create_train_state({**model.init(key), **estimator.init_params(key, model)},
-                                     optimizer, key=key)
   num_replicas = config.num_replicas
   if not 0 <= replica < num_replicas:
     raise NotARunError(f"{workdir} has {num_replicas} replica(s); replica={replica} is not one")
-  if num_replicas > 1:
-    like = replicas.stack([like] * num_replicas)
+  # Shapes and dtypes only, so no init is compiled or run: the checkpoint fills every
+  # leaf, on this process's first device.
+  abstract = jax.eval_shape(lambda key: training.create_train_state(
+      {**model.init(key), **estimator.init_params(key, model)}, optimizer, key=key),
+      jax.random.PRNGKey(0))
+  lead = (num_replicas,) if num_replicas > 1 else ()
+  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
+  like = jax.tree_util.tree_map(
+      lambda s: jax.ShapeDtypeStruct(lead + s.shape, s.dtype, sharding=device), abstract)
   directory = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(directory):
     raise NotARunError(f"{workdir} has no checkpoints/ folder: the run has not saved yet")
