@@ -71,17 +71,16 @@ def test_bfloat16_compute_keeps_float32_params_and_matches_float32(architecture)
       architecture=architecture, image_shape=(28, 28, 1), latent_dim=8, hidden=(64,),
       compute_dtype=dtype)
   model32, model16 = make("float32"), make("bfloat16")
-  params = model32.init(jax.random.PRNGKey(0))
+  params = jax.jit(model32.init)(jax.random.PRNGKey(0))
   # Same parameter tree, float32, so a run can switch compute dtype.
-  assert (jax.tree_util.tree_structure(params)
-          == jax.tree_util.tree_structure(model16.init(jax.random.PRNGKey(0))))
-  assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(model16.init(
-      jax.random.PRNGKey(0))))
+  params16 = jax.eval_shape(model16.init, jax.random.PRNGKey(0))
+  assert jax.tree_util.tree_structure(params) == jax.tree_util.tree_structure(params16)
+  assert all(p.dtype == jnp.float32 for p in jax.tree_util.tree_leaves(params16))
   batch = (jax.random.uniform(jax.random.PRNGKey(1), (16, 28, 28, 1)) > 0.5).astype(jnp.float32)
   losses, grads = {}, {}
   for name, model in (("f32", model32), ("bf16", model16)):
     loss_fn = objectives.make_batch_loss(model, estimators.make_estimator("elbo").per_example)
-    (loss, metrics), g = jax.value_and_grad(loss_fn, has_aux=True)(
+    (loss, metrics), g = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
         params, batch, key=jax.random.PRNGKey(2))
     assert metrics["loss"].dtype == jnp.float32
     assert all(x.dtype == jnp.float32 for x in jax.tree_util.tree_leaves(g))
