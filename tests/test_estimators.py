@@ -24,7 +24,7 @@ X = jnp.array([0.8, -0.4, 1.3]).reshape(1, D, 1)
 
 
 def _generic_params():
-  params = MODEL.init(jax.random.PRNGKey(0))
+  params = jax.jit(MODEL.init)(jax.random.PRNGKey(0))
   return jax.tree_util.tree_map(lambda p: p + 0.3 * jnp.ones_like(p), params)
 
 
@@ -53,12 +53,12 @@ def exact_log_evidence(params, x=X):
 
 def _posterior_params():
   """Params whose encoder is the exact posterior (decoder columns orthogonal)."""
-  params = MODEL.init(jax.random.PRNGKey(1))
+  params = jax.jit(MODEL.init)(jax.random.PRNGKey(1))
   q_orth, _ = np.linalg.qr(np.random.default_rng(0).normal(size=(D, D)))
   W = q_orth[:, :L] * np.array([1.5, 0.8])  # [D, L], orthogonal columns
   params["decoder"]["out"]["kernel"] = jnp.asarray(W.T, jnp.float32)
   params["decoder"]["out"]["bias"] = jnp.array([0.2, -0.1, 0.3])
-  J, b = _decoder_affine(params)
+  J, b = jax.jit(_decoder_affine)(params)
   post_cov = np.linalg.inv(np.eye(L) + np.asarray(J.T @ J) / SCALE ** 2)
   assert np.allclose(post_cov, np.diag(np.diag(post_cov)), atol=1e-6)
   gain = post_cov @ np.asarray(J).T / SCALE ** 2  # mean = gain (x - b)
@@ -82,7 +82,7 @@ def _draws(estimator, params, n, seed=0, x=X):
     return grads, metrics["loss"]
 
   keys = jax.random.split(jax.random.PRNGKey(seed), n)
-  return jax.lax.map(one, keys, batch_size=2048)
+  return jax.jit(lambda keys: jax.lax.map(one, keys, batch_size=2048))(keys)
 
 
 def _flat(tree, groups=("encoder", "decoder")):
@@ -125,7 +125,7 @@ def test_elbo_estimators_are_unbiased_in_value_and_gradient(case):
     params["baseline"]["value"] = jnp.float32(-3.0)  # any fixed baseline keeps it unbiased
   n = 100_000 if case["estimator"] == "score_function" else 20_000
   grads, losses = _draws(est, params, n)
-  exact_value, exact_grad = jax.value_and_grad(exact_elbo)(params)
+  exact_value, exact_grad = jax.jit(jax.value_and_grad(exact_elbo))(params)
   # Value: the reported loss is minus an unbiased estimate of the ELBO.
   se = float(jnp.std(losses)) / math.sqrt(n)
   assert abs(float(-jnp.mean(losses)) - float(exact_value)) < 5 * se + 1e-5
@@ -137,7 +137,7 @@ def test_the_unbiasedness_check_has_power():
   est = estimators.make_estimator("elbo", "score_function")
   params = _generic_params()
   grads, _ = _draws(est, params, 100_000)
-  exact = jax.grad(exact_elbo)(params)
+  exact = jax.jit(jax.grad(exact_elbo))(params)
   wrong = jax.tree_util.tree_map(lambda g: g, exact)
   wrong["encoder"] = jax.tree_util.tree_map(lambda g: -g, exact["encoder"])
   with pytest.raises(AssertionError):
@@ -151,9 +151,9 @@ def test_iwae_estimators_at_the_exact_posterior(name):
   params = _posterior_params()
   est = estimators.make_estimator("iwae", name, num_samples=4)
   grads, losses = _draws(est, params, 20_000)
-  log_px = exact_log_evidence(params)
+  log_px = jax.jit(exact_log_evidence)(params)
   np.testing.assert_allclose(-np.asarray(losses), float(log_px), atol=2e-4)
-  exact_dec = jax.grad(exact_log_evidence)(params)["decoder"]
+  exact_dec = jax.jit(jax.grad(exact_log_evidence))(params)["decoder"]
   exact = {"encoder": jax.tree_util.tree_map(jnp.zeros_like, params["encoder"]), "decoder": exact_dec}
   _assert_unbiased(_flat(grads), _flat_exact(exact))
 
@@ -186,7 +186,8 @@ def test_iwae_estimators_agree_with_pathwise_iwae_at_a_generic_point(name):
   # Both report the same bound, below log p(x) and above the ELBO.
   se_bound = math.sqrt(float(jnp.var(losses)) / len(losses) + float(jnp.var(ref_losses)) / len(ref_losses))
   assert abs(float(jnp.mean(losses) - jnp.mean(ref_losses))) < 5 * se_bound
-  assert float(exact_elbo(params)) < float(-jnp.mean(ref_losses)) < float(exact_log_evidence(params))
+  assert (float(jax.jit(exact_elbo)(params)) < float(-jnp.mean(ref_losses))
+          < float(jax.jit(exact_log_evidence)(params)))
 
 
 def test_iwae_with_one_sample_estimators_match_the_elbo_ones():
@@ -195,8 +196,8 @@ def test_iwae_with_one_sample_estimators_match_the_elbo_ones():
   for iwae_name, elbo_name in [("pathwise", "pathwise"), ("stl", "stl")]:
     a = estimators.make_estimator("iwae", iwae_name, num_samples=1).per_example
     b = estimators.make_estimator("elbo", elbo_name, analytic_kl=False).per_example
-    ga = jax.grad(lambda p: a(MODEL, p, X, key=key)[0])(params)
-    gb = jax.grad(lambda p: b(MODEL, p, X, key=key)[0])(params)
+    ga = jax.jit(jax.grad(lambda p: a(MODEL, p, X, key=key)[0]))(params)
+    gb = jax.jit(jax.grad(lambda p: b(MODEL, p, X, key=key)[0]))(params)
     jax.tree_util.tree_map(lambda u, v: np.testing.assert_allclose(u, v, rtol=1e-4, atol=1e-5), ga, gb)
 
 
@@ -207,9 +208,9 @@ def test_moving_average_baseline_is_an_exact_ema():
   opt = estimators.make_optimizer(optax.adam(1e-3), est)
   opt_state = opt.init(params)
   loss = lambda p: -est.per_example(MODEL, p, X, key=jax.random.PRNGKey(4))[0]  # noqa: E731
-  _, metrics = est.per_example(MODEL, params, X, key=jax.random.PRNGKey(4))
+  _, metrics = jax.jit(lambda p: est.per_example(MODEL, p, X, key=jax.random.PRNGKey(4)))(params)
   signal = -metrics["recon"]  # with the analytic KL the signal is log p(x|z)
-  updates, _ = opt.update(jax.grad(loss)(params), opt_state, params)
+  updates, _ = opt.update(jax.jit(jax.grad(loss))(params), opt_state, params)
   new = optax.apply_updates(params, updates)
   np.testing.assert_allclose(new["baseline"]["value"], 0.9 * 0.0 + 0.1 * float(signal), rtol=1e-5)
 

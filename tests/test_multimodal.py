@@ -135,7 +135,7 @@ def test_stratified_iwae_bound_equals_its_definition():
 def _grads(model, params, x, keys):
   def grad(key):
     return jax.grad(lambda p: model.objective(p, x, key=key)[0])(params)
-  return jax.vmap(grad)(keys)
+  return jax.jit(jax.vmap(grad))(keys)
 
 
 @pytest.mark.parametrize("modalities", [MODALITIES, MODALITIES[:1]], ids=["two", "one"])
@@ -144,7 +144,7 @@ def test_dreg_is_unbiased_for_the_stratified_iwae_gradient(modalities):
   gradient of the same bound within 4 standard errors; decoder gradients agree
   draw by draw (both are sum_k w~_k grad log p(X, z_k))."""
   pathwise, dreg = _model("mmvae", "pathwise", 4, modalities), _model("mmvae", "dreg", 4, modalities)
-  params, x = pathwise.init(jax.random.PRNGKey(3)), _example()
+  params, x = jax.jit(pathwise.init)(jax.random.PRNGKey(3)), _example()
   keys = jax.random.split(jax.random.PRNGKey(11), 40_000)
   g_path, g_dreg = _grads(pathwise, params, x, keys), _grads(dreg, params, x, keys)
   for a, b in zip(jax.tree_util.tree_leaves(g_path["decoder"]),
@@ -198,20 +198,21 @@ def test_an_absent_modality_changes_nothing(name):
   """With the image masked out, its pixels (here flipped) affect neither the posterior,
   the objective nor its gradient; and log p(X|z) is the label's alone."""
   model = _model(name, num_samples=2 if name == "mmvae" else 1)
-  params, key = model.init(jax.random.PRNGKey(0)), jax.random.PRNGKey(4)
+  params, key = jax.jit(model.init)(jax.random.PRNGKey(0)), jax.random.PRNGKey(4)
   mask = jnp.asarray([0.0, 1.0])
   x, flipped = ({**_example(), "mask": mask},
                 {**_example(), "image": 1.0 - _example()["image"], "mask": mask})
-  value = lambda p, ex: model.objective(p, ex, key=key)[0]  # noqa: E731
+  value = jax.jit(lambda p, ex: model.objective(p, ex, key=key)[0])
+  grad = jax.jit(jax.grad(value))
   assert float(value(params, x)) == float(value(params, flipped))
-  for a, b in zip(jax.tree_util.tree_leaves(jax.grad(value)(params, x)),
-                  jax.tree_util.tree_leaves(jax.grad(value)(params, flipped))):
+  for a, b in zip(jax.tree_util.tree_leaves(grad(params, x)),
+                  jax.tree_util.tree_leaves(grad(params, flipped))):
     np.testing.assert_array_equal(a, b)
   z = jnp.asarray([0.2, -0.1])
-  assert float(model.log_likelihood(params, x, z)) == pytest.approx(
-      float(model.modality_log_likelihoods(params, x, z)[1]))
-  q = model.posterior(params, x)
-  assert float(q.log_prob(z)) == float(model.posterior(params, flipped).log_prob(z))
+  assert float(jax.jit(model.log_likelihood)(params, x, z)) == pytest.approx(
+      float(jax.jit(model.modality_log_likelihoods)(params, x, z)[1]))
+  log_q = jax.jit(lambda ex: model.posterior(params, ex).log_prob(z))
+  assert float(log_q(x)) == float(log_q(flipped))
 
 
 def test_partners_share_only_the_class():
@@ -361,10 +362,11 @@ def test_three_modalities_train_with_finite_gradients(name):
   """M = 3 adds MVAE's random subset and MoPoE's seven subsets; one modality absent."""
   modalities = MODALITIES + (Modality("image2", (2, 2, 3), "continuous_bernoulli"),)
   model = _model(name, modalities=modalities, num_samples=2 if name == "mmvae" else 1)
-  params = model.init(jax.random.PRNGKey(0))
+  params = jax.jit(model.init)(jax.random.PRNGKey(0))
   x = {**_example(), "image2": jnp.full((2, 2, 3), 0.3), "mask": jnp.asarray([1.0, 0.0, 1.0])}
-  values = [float(model.objective(params, x, key=jax.random.PRNGKey(k))[0]) for k in range(4)]
+  value = jax.jit(lambda p, key: model.objective(p, x, key=key)[0])
+  values = [float(value(params, jax.random.PRNGKey(k))) for k in range(4)]
   assert all(math.isfinite(v) for v in values) and len(set(values)) > 1
-  grads = jax.grad(lambda p: model.objective(p, x, key=jax.random.PRNGKey(0))[0])(params)
+  grads = jax.jit(jax.grad(value))(params, jax.random.PRNGKey(0))
   assert all(bool(jnp.all(jnp.isfinite(g))) for g in jax.tree_util.tree_leaves(grads))
   assert float(jnp.sum(jnp.abs(grads["decoder"]["label"]["out"]["kernel"]))) == 0.0  # absent

@@ -15,14 +15,15 @@ from vaejax import estimators, models, nets, objectives
 def test_shapes_and_a_finite_gradient(architecture, image_shape):
   model = models.make_vae(architecture=architecture, image_shape=image_shape, latent_dim=6,
                           hidden=(32,))
-  params = model.init(jax.random.PRNGKey(0))
+  params = jax.jit(model.init)(jax.random.PRNGKey(0))
   x = jax.random.uniform(jax.random.PRNGKey(1), image_shape)
-  q = model.posterior(params, x)
+  q = jax.eval_shape(model.posterior, params, x)
   assert q.mean.shape == (6,) and q.log_var.shape == (6,)
-  assert model.decode(params, q.mean).shape == image_shape
+  assert jax.eval_shape(model.decode, params, q.mean).shape == image_shape
   batch = jnp.stack([x, 1 - x])
   loss_fn = objectives.make_batch_loss(model, estimators.make_estimator("elbo").per_example)
-  (loss, _), grads = jax.value_and_grad(loss_fn, has_aux=True)(params, batch, key=jax.random.PRNGKey(2))
+  (loss, _), grads = jax.jit(jax.value_and_grad(loss_fn, has_aux=True))(
+      params, batch, key=jax.random.PRNGKey(2))
   assert np.isfinite(float(loss))
   assert all(np.isfinite(g).all() and np.abs(g).sum() > 0
              for g in jax.tree_util.tree_leaves(grads["decoder"]))

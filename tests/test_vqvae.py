@@ -59,10 +59,10 @@ def test_straight_through_gradient_is_the_decoder_gradient_at_z_q_passed_to_the_
   """With no commitment term and the EMA (no codebook term), the encoder's gradient is
   J_enc^T dL/dz evaluated at z = z_q: the quantisation is skipped on the way back."""
   model = _model(commitment_cost=0.0, codebook_update="ema")
-  params, x = model.init(jax.random.PRNGKey(2)), _image()
+  params, x = jax.jit(model.init)(jax.random.PRNGKey(2)), _image()
   grads = _loss_grad(model, params, x)
-  z_e = model.encode(params, x)
-  z_q = model.embedding(params)[model.posterior(params, x).mean]
+  z_e = jax.jit(model.encode)(params, x)
+  z_q = model.embedding(params)[jax.jit(model.posterior)(params, x).mean]
   assert not np.allclose(z_e, z_q)  # the two points differ, so the test can fail
   _, dloss_dz = _recon_grad_at(model, params, x, z_q)
   np.testing.assert_allclose(_flat(grads["encoder"]),
@@ -77,10 +77,10 @@ def test_codebook_and_commitment_gradients_reach_only_their_parameters():
   the decoder sees the reconstruction only."""
   beta = 0.25
   model = _model(commitment_cost=beta)
-  params, x = model.init(jax.random.PRNGKey(3)), _image(1)
+  params, x = jax.jit(model.init)(jax.random.PRNGKey(3)), _image(1)
   grads = _loss_grad(model, params, x)
-  z_e = model.encode(params, x)
-  codes = model.posterior(params, x).mean
+  z_e = jax.jit(model.encode)(params, x)
+  codes = jax.jit(model.posterior)(params, x).mean
   e = params["codebook"]["embedding"]
   expected = np.zeros_like(e)
   for p, k in enumerate(np.asarray(codes)):
@@ -96,11 +96,11 @@ def test_codebook_and_commitment_gradients_reach_only_their_parameters():
 def test_ema_update_equals_the_running_averages_by_hand():
   g, eps, K = 0.9, 1e-5, 6
   model = _model(codebook_update="ema", ema_decay=g)
-  params = model.init(jax.random.PRNGKey(4))
+  params = jax.jit(model.init)(jax.random.PRNGKey(4))
   codes = np.array([[0, 0, 2, 5], [2, 0, 5, 5]], np.int32)  # [B, P]: code 1, 3, 4 unused
   z_e = np.arange(2 * 4 * 3, dtype=np.float32).reshape(2, 4, 3) / 10
-  updates, metrics = model.update_state(params, {"codes": codes, "z_e": z_e},
-                                        key=jax.random.PRNGKey(0))
+  updates, metrics = jax.jit(model.update_state)(params, {"codes": codes, "z_e": z_e},
+                                                 key=jax.random.PRNGKey(0))
   book = jax.tree_util.tree_map(np.asarray, params["codebook"])
   n = np.array([3, 0, 2, 0, 0, 3], np.float32)
   sums = np.zeros((K, 3), np.float32)
@@ -124,14 +124,15 @@ def test_ema_update_equals_the_running_averages_by_hand():
 
 def test_a_code_unused_for_restart_after_batches_restarts_at_an_encoder_output():
   model = _model(codebook_update="ema", restart_after=2)
-  params = model.init(jax.random.PRNGKey(5))
+  params = jax.jit(model.init)(jax.random.PRNGKey(5))
   codes = np.zeros((2, 4), np.int32)  # only code 0 is used
   z_e = np.asarray(jax.random.normal(jax.random.PRNGKey(6), (2, 4, 3)))
   stats = {"codes": codes, "z_e": z_e}
-  updates, metrics = model.update_state(params, stats, key=jax.random.PRNGKey(7))
+  update_state = jax.jit(model.update_state)
+  updates, metrics = update_state(params, stats, key=jax.random.PRNGKey(7))
   assert float(metrics["restarts"]) == 0  # one idle batch: not yet
   params = {**params, **updates}
-  updates, metrics = model.update_state(params, stats, key=jax.random.PRNGKey(8))
+  updates, metrics = update_state(params, stats, key=jax.random.PRNGKey(8))
   new = updates["codebook"]
   assert float(metrics["restarts"]) == 5
   rows = z_e.reshape(-1, 3)
@@ -151,11 +152,11 @@ def test_train_step_applies_the_ema_from_the_global_batch_and_zero_adam_updates_
   optimizer = optim.skippable_adam(1e-2)
   step = jax.jit(training.make_train_step(loss_fn, optimizer, training.make_preprocess(1, False),
                                           update_state=model.update_state))
-  state = training.create_train_state(model.init(jax.random.PRNGKey(9)), optimizer,
+  state = training.create_train_state(jax.jit(model.init)(jax.random.PRNGKey(9)), optimizer,
                                       key=jax.random.PRNGKey(10))
   batch = np.asarray(jax.random.bernoulli(jax.random.PRNGKey(11), 0.5, (4,) + SHAPE), np.uint8)
-  _, metrics = loss_fn(state.params, batch.astype(np.float32), key=jax.random.PRNGKey(0))
-  expected, _ = model.update_state(state.params, metrics[STATS], key=jax.random.PRNGKey(0))
+  _, metrics = jax.jit(loss_fn)(state.params, batch.astype(np.float32), key=jax.random.PRNGKey(0))
+  expected, _ = jax.jit(model.update_state)(state.params, metrics[STATS], key=jax.random.PRNGKey(0))
   new_state, step_metrics = step(state, batch)
   assert STATS not in step_metrics and "perplexity" in step_metrics
   for name in ("count", "sum", "embedding"):

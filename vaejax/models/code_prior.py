@@ -120,8 +120,9 @@ class VQPrior:
 
   def init(self, key: jax.Array) -> Params:
     one_hot = jnp.zeros((self.latent_dim, self.vqvae.num_codes), jnp.float32)
-    return {"prior": self.network.init(key, one_hot)["params"],
-            "vqvae": self.load_vqvae_params()}
+    with jax.ensure_compile_time_eval():  # a file read: eager even when init is traced
+      vqvae = self.load_vqvae_params()
+    return {"prior": self.network.init(key, one_hot)["params"], "vqvae": vqvae}
 
   def _vq(self, params: Params) -> Params:
     return jax.tree_util.tree_map(sg, params["vqvae"])
