@@ -30,7 +30,7 @@ if os.environ.get("VAEJAX_TESTS_OPTIMIZED_XLA") != "1":
 # executable is the one compiled, so results do not change. It keeps every compile,
 # the ~20-200 ms ones of eager ops too (an init's initialisers, say), which separate
 # processes repeat: a subprocess running the same tiny model as the one before it took
-# 7.4 s instead of 9.9 s. A cache the user set is kept.
+# 7.4 s instead of 9.3 s. A cache the user set is kept.
 if "JAX_COMPILATION_CACHE_DIR" not in os.environ:
   os.environ["JAX_COMPILATION_CACHE_DIR"] = tempfile.mkdtemp(prefix="vaejax-tests-xla-cache-")
   os.environ.setdefault("JAX_PERSISTENT_CACHE_MIN_COMPILE_TIME_SECS", "0")
