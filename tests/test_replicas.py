@@ -157,6 +157,7 @@ def test_load_run_picks_a_replica(three_replicas):
   assert run.config.seed == 2 and run.config.num_replicas == 1
   from vaejax import checkpoint
   assert checkpoint.params_checksum(run.params) == summary["replicas"][2]["params_checksum"]
+  assert all(isinstance(x, jax.Array) for x in jax.tree_util.tree_leaves(run.params))
   with pytest.raises(vaejax.NotARunError, match="has 3 replica"):
     vaejax.load_run(str(workdir), replica=3)
 

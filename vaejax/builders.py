@@ -107,15 +107,21 @@ def restore_params(workdir: str, config, model, step: Optional[int] = None, *,
   num_replicas = config.num_replicas
   if not 0 <= replica < num_replicas:
     raise NotARunError(f"{workdir} has {num_replicas} replica(s); replica={replica} is not one")
-  # Shapes and dtypes only, so no init is compiled or run: the checkpoint fills every
-  # leaf, on this process's first device.
+  # Shapes and dtypes only, so no init is compiled or run (a VQ prior still reads its
+  # stage-1 checkpoint): the checkpoint fills every leaf. One run's state is read onto
+  # the default device (jax.default_device is respected); a replicated run's onto the
+  # host, and only the replica asked for goes to the device.
   abstract = jax.eval_shape(lambda key: training.create_train_state(
       {**model.init(key), **estimator.init_params(key, model)}, optimizer, key=key),
       jax.random.PRNGKey(0))
-  lead = (num_replicas,) if num_replicas > 1 else ()
-  device = jax.sharding.SingleDeviceSharding(jax.local_devices()[0])
-  like = jax.tree_util.tree_map(
-      lambda s: jax.ShapeDtypeStruct(lead + s.shape, s.dtype, sharding=device), abstract)
+  device = next(iter(jax.device_put(0).devices()))
+  if num_replicas == 1:
+    sharding = jax.sharding.SingleDeviceSharding(device)
+    like = jax.tree_util.tree_map(
+        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), abstract)
+  else:
+    like = jax.tree_util.tree_map(
+        lambda s: jax.ShapeDtypeStruct((num_replicas,) + s.shape, s.dtype), abstract)
   directory = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(directory):
     raise NotARunError(f"{workdir} has no checkpoints/ folder: the run has not saved yet")
@@ -133,8 +139,9 @@ def restore_params(workdir: str, config, model, step: Optional[int] = None, *,
       state, _ = ckpt.restore(step, like)
   finally:
     ckpt.close()
-  params = state.params if num_replicas == 1 else replicas.index(state.params, replica)
-  return params, int(step)
+  if num_replicas == 1:
+    return state.params, int(step)
+  return jax.device_put(replicas.index(state.params, replica), device), int(step)
 
 
 def build_estimator(config, *, for_eval: bool = False) -> estimators.Estimator:

@@ -117,8 +117,10 @@ class Checkpointer:
 def _layout(tree: Any) -> dict[str, str]:
   """{leaf path: "dtype[shape]"}: what a restore into `tree` (arrays or
   jax.ShapeDtypeStruct) needs to match."""
-  return {jax.tree_util.keystr(path): f"{np.dtype(getattr(leaf, 'dtype', None) or np.asarray(leaf).dtype)}"
-                                      f"{list(np.shape(leaf))}"
+  def describe(leaf) -> str:
+    dtype = leaf.dtype if hasattr(leaf, "dtype") else np.asarray(leaf).dtype
+    return f"{np.dtype(dtype)}{list(np.shape(leaf))}"
+  return {jax.tree_util.keystr(path): describe(leaf)
           for path, leaf in jax.tree_util.tree_flatten_with_path(tree)[0]}
 
 
