@@ -115,13 +115,10 @@ def restore_params(workdir: str, config, model, step: Optional[int] = None, *,
       {**model.init(key), **estimator.init_params(key, model)}, optimizer, key=key),
       jax.random.PRNGKey(0))
   device = next(iter(jax.device_put(0).devices()))
-  if num_replicas == 1:
-    sharding = jax.sharding.SingleDeviceSharding(device)
-    like = jax.tree_util.tree_map(
-        lambda s: jax.ShapeDtypeStruct(s.shape, s.dtype, sharding=sharding), abstract)
-  else:
-    like = jax.tree_util.tree_map(
-        lambda s: jax.ShapeDtypeStruct((num_replicas,) + s.shape, s.dtype), abstract)
+  lead, sharding = (((), jax.sharding.SingleDeviceSharding(device)) if num_replicas == 1
+                    else ((num_replicas,), None))  # None: orbax reads onto the host
+  like = jax.tree_util.tree_map(
+      lambda s: jax.ShapeDtypeStruct(lead + s.shape, s.dtype, sharding=sharding), abstract)
   directory = os.path.join(workdir, "checkpoints")
   if not os.path.isdir(directory):
     raise NotARunError(f"{workdir} has no checkpoints/ folder: the run has not saved yet")
