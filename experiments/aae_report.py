@@ -63,14 +63,14 @@ def parzen(run, *, data_dir, num_samples=10000, subset=0) -> dict:
   """Bandwidth by validation log-likelihood, then the test mean and standard error."""
   import jax
   import numpy as np
-  from vaejax import builders, evaluate
+  from vaejax import evaluate, run_data
   if not run.config.validation_split:
     raise ValueError(f"{run.workdir}: the Parzen bandwidth is chosen on the validation "
                      f"split; train with validation_split=True")
   config = run.config.copy_and_resolve_references()
   config.data_dir = data_dir or config.data_dir
   config.eval_subset = subset
-  _, evals = builders.load_data(config)
+  _, evals = run_data.load_data(config)
   keys = jax.random.split(jax.random.PRNGKey(1), num_samples)
   z = jax.vmap(lambda k: run.model.prior(run.params, None).sample(key=k))(keys)
   images = jax.vmap(lambda v: run.model.mean_image(run.params, None, v))(z)

@@ -148,9 +148,9 @@ class Probe:
 def classifier_examples(run):
   """MNIST's whole training split (or its first --train_subset) with the partner
   modality, uint8 as stored: what the classifiers learn from."""
-  from vaejax import builders, data
+  from vaejax import data, run_data
   train = data.load("mnist", "train", _DATA_DIR.value or run.config.data_dir or None)
-  train = builders.with_partners(run.config, train, "train")
+  train = run_data.with_partners(run.config, train, "train")
   if _TRAIN.value:
     train = train.take(_TRAIN.value)
   return {"image": train.images, "label": train.labels, **train.extra}
@@ -160,12 +160,12 @@ def probe_inputs(run):
   """The first --probe_train examples of the run's own training split, as its
   evaluation reads examples (floats in [0, 1]; under dynamic binarisation one
   fixed draw)."""
-  from vaejax import builders
+  from vaejax import run_data
   config = run.config.copy_and_resolve_references()
   if _DATA_DIR.value:
     config.data_dir = _DATA_DIR.value
-  train, _ = builders.load_data(config)
-  examples = builders.examples(config, train.take(_PROBE.value), as_float=True)
+  train, _ = run_data.load_data(config)
+  examples = run_data.examples(config, train.take(_PROBE.value), as_float=True)
   return {k: v for k, v in examples.items() if k in run.model.names or k == "label"}
 
 

@@ -13,7 +13,7 @@ import pytest
 from scipy import stats
 
 from conftest import REPO
-from vaejax import builders, config as config_lib, experiment, experts, models, paired_digits
+from vaejax import config as config_lib, experiment, experts, models, paired_digits, run_data
 from vaejax.models import multimodal, multimodal_objectives
 from vaejax.models.multimodal import Modality
 
@@ -349,7 +349,7 @@ def test_svhn_partners_pair_each_digit_with_an_svhn_image_of_its_class(monkeypat
   config = config_lib.load_config_file(str(REPO / "experiments" / "configs" / "mmvae_pairs_smoke.py"))
   config.update(data_dir=data_dir, partner="svhn_cropped", train_subset=300, eval_subset=100)
   config_lib.validate(config)
-  train, evals = builders.load_data(config)
+  train, evals = run_data.load_data(config)
   for ds in (train, evals["test"]):
     assert ds.extra["image2"].shape == (len(ds), 32, 32, 3)
     np.testing.assert_array_equal(ds.extra["image2"][:, 0, 0, 0], ds.labels * 20)

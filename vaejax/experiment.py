@@ -19,9 +19,9 @@ import numpy as np
 
 from vaejax import (checkpoint, config as config_lib, parallel, pictures, replicas,
                     run_logs, tensorboard_writer, training)
-from vaejax.builders import (EVAL_BINARIZATION_KEY, build_estimator, build_evaluator,  # noqa: F401
-                             build_init, build_loss, build_model, build_optimizer, examples,
-                             importance_nll, learning_rate, load_data)
+from vaejax.builders import (build_estimator, build_evaluator, build_init, build_loss,  # noqa: F401
+                             build_model, build_optimizer, importance_nll, learning_rate)
+from vaejax.run_data import EVAL_BINARIZATION_KEY, examples, load_data  # noqa: F401
 
 # Keys that act only when a run starts: resuming with another value is refused.
 INIT_ONLY_KEYS = ("output_bias_init",)

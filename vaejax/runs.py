@@ -19,7 +19,7 @@ from typing import Optional
 import jax
 import ml_collections
 
-from vaejax import builders, data, distributions, models, replicas
+from vaejax import builders, data, distributions, models, replicas, run_data
 from vaejax.builders import NotARunError  # noqa: F401  (public here: vaejax.NotARunError)
 from vaejax.models import batched
 from vaejax.models.base import Example, LatentVariableModel, Params
@@ -87,10 +87,10 @@ class Run:
     data_dir, else $VAEJAX_DATA_DIR. Raises vaejax.data.DataError without data."""
     dataset = data.load(self.config.dataset, split, data_dir or self.config.data_dir or None)
     if "image2" in models.required_keys(self.config):  # drawn as in training: whole split
-      dataset = builders.with_partners(self.config, dataset, split)
+      dataset = run_data.with_partners(self.config, dataset, split)
     if num:
       dataset = dataset.spread(num)
-    out = builders.examples(self.config, dataset, as_float=True)
+    out = run_data.examples(self.config, dataset, as_float=True)
     if dataset.labels is not None:  # for pictures by digit, even when the model ignores them
       out["label"] = jax.numpy.asarray(dataset.labels, jax.numpy.int32)
     return out
@@ -111,7 +111,7 @@ def load_run(workdir: str, step: Optional[int] = None, *, replica: int = 0) -> R
   at `step` (the message lists the steps it has).
   """
   config = read_config(workdir)
-  model = builders.build_model(config, builders.example_shape(config))
+  model = builders.build_model(config, run_data.example_shape(config))
   params, step = builders.restore_params(workdir, config, model, step, replica=replica)
   num_replicas = config.num_replicas
   if num_replicas > 1:  # the config of the single run this replica equals
