@@ -6,7 +6,7 @@ import shutil
 import numpy as np
 import pytest
 
-from vaejax import data
+from vaejax import data, data_files
 
 
 @pytest.mark.parametrize("split,n", [("train", 50_000), ("valid", 10_000), ("test", 10_000)])
@@ -121,7 +121,7 @@ def test_downloaded_files_are_verified_by_content(tmp_path, data_dir, monkeypatc
         shutil.copy(os.path.join(data_dir, "mnist", filename), paths[filename])
       return paths
 
-  monkeypatch.setattr(data, "_reachable", lambda url: True)
+  monkeypatch.setattr(data_files, "_reachable", lambda url: True)
   monkeypatch.setattr(tfds.download, "DownloadManager", FakeManager)
   assert data.load("mnist", "test", str(tmp_path)).labels[:5].tolist() == [7, 2, 1, 0, 4]
 
