@@ -66,6 +66,32 @@ def test_reconstruct_and_interpolation_ends(vae):
   assert not np.allclose(drawn, recon0)
 
 
+def test_deterministic_and_discrete_encoders_give_point_masses():
+  """The AAE's deterministic encoder and the VQ-VAE's nearest codes encode to a
+  PointMass; reconstructions decode its value; interpolation runs between AAE
+  codes and refuses VQ-VAE code indices (no line between two of them)."""
+  from vaejax import config as config_lib, distributions
+  from vaejax.models import vqvae
+  config = config_lib.base_config()
+  config.update(model="aae", latent_dim=2, hidden=(16,), discriminator_hidden=(8,))
+  aae = models.make(config, SHAPE)
+  vq = vqvae.make_vqvae(image_shape=(8, 8, 1), features=(4, 8), num_codes=6, code_dim=3)
+  for model, x in ((aae, _images(3)), (vq, _images(3)[:, :8, :8])):
+    params = model.init(jax.random.PRNGKey(0))
+    q = batched.encode(model, params, x)
+    assert isinstance(q, distributions.PointMass)
+    np.testing.assert_allclose(q.mean[1], model.posterior(params, x[1]).mean, rtol=1e-5, atol=1e-6)
+    np.testing.assert_allclose(batched.reconstruct(model, params, x)[1],
+                               model.mean_image(params, None, q.mean[1]), rtol=1e-6, atol=1e-6)
+  assert q.mean.dtype == jnp.int32 and q.mean.shape == (3, 4)  # a 2 x 2 grid of code indices
+  with pytest.raises(ValueError, match="discrete"):
+    batched.interpolate(vq, params, x, x, num_steps=3)
+  aae_params = aae.init(jax.random.PRNGKey(0))
+  path = batched.interpolate(aae, aae_params, _images(3), _images(3, seed=1), num_steps=3)
+  np.testing.assert_allclose(path[:, 0], batched.reconstruct(aae, aae_params, _images(3)),
+                             rtol=1e-5, atol=1e-6)
+
+
 def test_conditional_sample_uses_labels(label_cvae):
   model, params = label_cvae
   labels = jnp.array([0, 7, 7])

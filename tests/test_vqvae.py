@@ -278,20 +278,27 @@ def test_near_zero_temperature_samples_greedily_and_zero_is_refused():
       prior.sample(key=jax.random.PRNGKey(0), temperature=bad)
 
 
-def test_learned_prior_fits_the_frozen_vqvae_codes(vqvae_run, tmp_path, data_dir):
+@pytest.fixture(scope="module")
+def prior_run(vqvae_run, tmp_path_factory, data_dir):
+  """(workdir, summary) of a smoke learned-prior run on vqvae_run's codes."""
+  workdir = tmp_path_factory.mktemp("vqvae_prior") / "prior"
+  config = _smoke_config("vqvae_prior_smoke", data_dir, vqvae_workdir=str(vqvae_run[0]))
+  return workdir, experiment.run(config, str(workdir), quiet=True)
+
+
+def test_learned_prior_fits_the_frozen_vqvae_codes(vqvae_run, prior_run):
   """Stage 2 through train.py's run: the VQ-VAE's params stay those of its run (the
   reconstruction term is unchanged), the prior beats the uniform one on the test
   codes, and the bound is recon + prior NLL."""
   workdir, stage1 = vqvae_run
-  config = _smoke_config("vqvae_prior_smoke", data_dir, vqvae_workdir=str(workdir))
-  summary = experiment.run(config, str(tmp_path / "prior"), quiet=True)
+  prior_dir, summary = prior_run
   test = summary["test"]
   np.testing.assert_allclose(test["recon"], stage1["test"]["recon"], rtol=1e-6)
   assert test["codes_used"] == stage1["test"]["codes_used"]
   assert test["prior_nll"] < 49 * math.log(32)
   np.testing.assert_allclose(test["neg_elbo"], test["recon"] + test["prior_nll"], rtol=1e-6)
   from vaejax import runs
-  restored = runs.load_run(str(tmp_path / "prior"))
+  restored = runs.load_run(str(prior_dir))
   frozen = runs.load_run(str(workdir)).params
   assert checkpoint.params_checksum(restored.params["vqvae"]) == checkpoint.params_checksum(frozen)
   assert restored.sample(key=jax.random.PRNGKey(0), num_samples=3).shape == (3, 28, 28, 1)
@@ -301,11 +308,49 @@ def test_learned_prior_fits_the_frozen_vqvae_codes(vqvae_run, tmp_path, data_dir
     import vqvae_report
   finally:
     sys.path.pop(0)
-  row, = vqvae_report.report_rows({"ema": str(workdir)}, {"ema": str(tmp_path / "prior")})
+  row, = vqvae_report.report_rows({"ema": str(workdir)}, {"ema": str(prior_dir)})
   assert row["codes_used"] == test["codes_used"] and row["learned_bound"] == test["neg_elbo"]
   np.testing.assert_allclose(row["learned_bound_bits_per_dim"] * 784 * math.log(2),
                              test["neg_elbo"], rtol=1e-6)
   assert "| ema | ema | " in vqvae_report.markdown([row])
+
+
+def test_samples_script_classifies_prior_samples_reconstructions_and_real_digits(
+    prior_run, tmp_path, data_dir):
+  """experiments/vqvae_samples.py end to end with a small saved classifier: one row
+  per temperature, class counts over every sample, the reconstructions' share equal
+  to that of the run's own reconstructions of the same (evenly spaced) test digits;
+  a bad temperature is refused in one line."""
+  import json
+  import subprocess
+  from vaejax import classifier, data, runs
+  mnist = data.load("mnist", "train", data_dir).take(512)
+  params, _ = classifier.load_or_train(
+      str(tmp_path / "classifier"), data.IMAGE_SHAPE, lambda: (mnist.images, mnist.labels, {}),
+      key=jax.random.PRNGKey(0), epochs=1, log=lambda *a: None)
+  command = [sys.executable, str(REPO / "experiments" / "vqvae_samples.py"),
+             "--workdir", str(prior_run[0]), "--classifier_dir", str(tmp_path / "classifier"),
+             "--data_dir", data_dir, "--num_samples", "20", "--threshold", "0.3",
+             "--out", str(tmp_path / "out")]
+  proc = subprocess.run(command + ["--temperatures", "1,0.5"], capture_output=True, text=True,
+                        timeout=300, cwd=REPO)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  with open(tmp_path / "out" / "sample_classes.json") as f:
+    result = json.load(f)
+  assert [r["temperature"] for r in result["by_temperature"]] == [1.0, 0.5]
+  assert all(sum(r["class_counts"]) == 20 for r in result["by_temperature"])
+  assert result["confident_share"] == result["by_temperature"][0]["confident_share"]
+  run = runs.load_run(str(prior_run[0]))
+  real = run.examples("test", num=20, data_dir=data_dir)
+  assert sorted(set(np.asarray(real["label"]).tolist())) == list(range(10))
+  probs = np.asarray(classifier.probabilities(params, run.reconstruct(real)))
+  assert result["reconstruction_confident_share"] == float((probs.max(-1) > 0.3).mean())
+  for name in ("classified_samples.png", "classified_samples_T0.5.png", "sample_classes.md"):
+    assert (tmp_path / "out" / name).is_file()
+  proc = subprocess.run(command + ["--temperatures", "0"], capture_output=True, text=True,
+                        timeout=300, cwd=REPO)
+  assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+  assert "finite numbers > 0" in proc.stderr
 
 
 def test_prior_needs_a_vqvae_run(vqvae_run, tmp_path, data_dir):

@@ -53,8 +53,9 @@ class Run:
     return (f"Run({self.workdir!r}, model={self.config.model!r}, step={self.step}, "
             f"latent_dim={self.model.latent_dim})")
 
-  def encode(self, x: Example) -> distributions.DiagGaussian:
-    """q(z|x) for a batch: mean and log_var [B, latent_dim]."""
+  def encode(self, x: Example) -> distributions.DiagGaussian | distributions.PointMass:
+    """q(z|x) for a batch: mean and log_var [B, latent_dim] (batched.encode; a
+    deterministic encoder's PointMass has the mean only)."""
     return self._encode(self.params, x)
 
   def decode(self, z: jax.Array, x: Optional[Example] = None) -> jax.Array:

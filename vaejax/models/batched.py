@@ -56,8 +56,11 @@ def label_examples(model: LatentVariableModel, labels: jax.Array) -> dict:
           "label": labels}
 
 
-def encode(model: LatentVariableModel, params: Params, x: Example) -> distributions.DiagGaussian:
-  """q(z|x) for a batch: a DiagGaussian whose mean and log_var are [B, latent_dim].
+def encode(model: LatentVariableModel, params: Params, x: Example
+           ) -> distributions.DiagGaussian | distributions.PointMass:
+  """q(z|x) for a batch: a DiagGaussian whose mean and log_var are [B, latent_dim];
+  for a deterministic encoder (the AAE's, the VQ-VAE's nearest codes, int32) a
+  PointMass whose mean is its value [B, latent_dim].
 
   For a hierarchical posterior, the Gaussians of its layers along the mean path.
   """
@@ -65,6 +68,8 @@ def encode(model: LatentVariableModel, params: Params, x: Example) -> distributi
 
   def one(e):
     q = model.posterior(params, e)
+    if isinstance(q, distributions.PointMass):
+      return q
     return distributions.DiagGaussian(q.mean, q.log_var)
 
   return jax.vmap(one)(x)
@@ -142,11 +147,15 @@ def interpolate(model: LatentVariableModel, params: Params, x0: Example, x1: Exa
   for t = 0, 1/(num_steps - 1), ..., 1: [B, num_steps, H, W, C] in [0, 1].
 
   x0 and x1 are batches of B examples each; a conditional model decodes every
-  step under x0's condition. ValueError when num_steps < 2.
+  step under x0's condition. ValueError when num_steps < 2, or for discrete latents
+  (a VQ-VAE's code indices have no line between them).
   """
   if num_steps < 2:
     raise ValueError(f"interpolate: num_steps must be >= 2 (the two ends), got {num_steps}")
   z0, z1 = encode(model, params, x0).mean, encode(model, params, x1).mean
+  if not jnp.issubdtype(z0.dtype, jnp.floating):
+    raise ValueError(f"interpolate: the model's latents are discrete ({z0.dtype} codes), "
+                     f"so there is no line between two of them")
   t = jnp.asarray(np.linspace(0.0, 1.0, num_steps), z0.dtype)[None, :, None]
   z = (1.0 - t) * z0[:, None] + t * z1[:, None]  # [B, num_steps, latent_dim]
   num = z.shape[0]
