@@ -6,7 +6,8 @@
 Draws --num_samples codes from the run's prior (model vqvae_prior, or any
 unconditional model), decodes them to Bernoulli means, and reports the share that
 a digit classifier (vaejax.classifier) puts in one class with probability above
---threshold, beside the same share for real test images (the ceiling) and for the
+--threshold, beside the same share for --num_samples real test images (evenly
+spaced over the split; the ceiling) and for the
 model's reconstructions of them (decoded posterior means: what a prior matching
 the encoder's aggregate posterior would give through this decoder, so the gap
 between the two shares is the prior's, the rest the decoder's). The
@@ -105,13 +106,23 @@ def tempered_samples(run, *, key, num: int, temperature: float):
   return draw(run.params, jax.random.split(key, num))
 
 
+def classify(params, images, batch_size: int = 500):
+  """The classifier's probabilities [N, 10] for images [N, H, W, C] in [0, 1], in batches."""
+  import numpy as np
+  from vaejax import classifier
+  return np.concatenate([np.asarray(classifier.probabilities(params, images[i:i + batch_size]))
+                         for i in range(0, len(images), batch_size)])
+
+
 def main(argv):
   del argv
   import jax
   import numpy as np
   import vaejax
-  from vaejax import classifier, data, viz
+  from vaejax import data, viz
   try:
+    if _NUM.value < 1:
+      raise ValueError(f"--num_samples must be >= 1, got {_NUM.value}")
     temperatures = parse_temperatures(_TEMPERATURES.value)
     run = vaejax.load_run(_WORKDIR.value)
     check_samplable(run, temperatures)
@@ -122,16 +133,15 @@ def main(argv):
   except (ValueError, data.DataError, OSError) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
-  real_probs = np.asarray(classifier.probabilities(params, np.asarray(real["image"])))
-  recon_probs = np.asarray(classifier.probabilities(params, np.asarray(run.reconstruct(real))))
+  real_probs = classify(params, np.asarray(real["image"]))
+  recon_probs = classify(params, np.asarray(run.reconstruct(real)))
   out = _OUT.value or os.path.join(_WORKDIR.value, "sample_classes")
   os.makedirs(out, exist_ok=True)
   rows = []
   for temperature in temperatures:
     samples = np.asarray(tempered_samples(run, key=jax.random.PRNGKey(_SEED.value),
                                           num=_NUM.value, temperature=temperature))
-    probs = np.concatenate([np.asarray(classifier.probabilities(params, samples[i:i + 500]))
-                            for i in range(0, len(samples), 500)])
+    probs = classify(params, samples)
     rows.append({"temperature": temperature,
                  "confident_share": confident_share(probs, _THRESHOLD.value),
                  "class_counts": np.bincount(probs.argmax(-1), minlength=10).tolist()})
@@ -145,6 +155,8 @@ def main(argv):
       "temperature": main_row["temperature"], "confident_share": main_row["confident_share"],
       "real_test_confident_share": confident_share(real_probs, _THRESHOLD.value),
       "reconstruction_confident_share": confident_share(recon_probs, _THRESHOLD.value),
+      "real_test_class_counts": (np.bincount(np.asarray(real["label"]), minlength=10).tolist()
+                                 if "label" in real else None),
       "class_counts": main_row["class_counts"], "by_temperature": rows,
       "classifier": info}
   with open(os.path.join(out, "sample_classes.json"), "w") as f:

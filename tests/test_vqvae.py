@@ -318,9 +318,10 @@ def test_learned_prior_fits_the_frozen_vqvae_codes(vqvae_run, prior_run):
 def test_samples_script_classifies_prior_samples_reconstructions_and_real_digits(
     prior_run, tmp_path, data_dir):
   """experiments/vqvae_samples.py end to end with a small saved classifier: one row
-  per temperature, class counts over every sample, the reconstructions' share equal
-  to that of the run's own reconstructions of the same (evenly spaced) test digits;
-  a bad temperature is refused in one line."""
+  per temperature, class counts over every sample, real test digits of every class
+  (the split is sorted by class), and the reconstructions' share that of the run's own
+  reconstructions of those digits, at a threshold that splits them in half; bad
+  arguments are refused in one line."""
   import json
   import subprocess
   from vaejax import classifier, data, runs
@@ -328,9 +329,14 @@ def test_samples_script_classifies_prior_samples_reconstructions_and_real_digits
   params, _ = classifier.load_or_train(
       str(tmp_path / "classifier"), data.IMAGE_SHAPE, lambda: (mnist.images, mnist.labels, {}),
       key=jax.random.PRNGKey(0), epochs=1, log=lambda *a: None)
+  run = runs.load_run(str(prior_run[0]))
+  real = run.examples("test", num=20, data_dir=data_dir)
+  confidence = np.sort(np.asarray(classifier.probabilities(params, run.reconstruct(real))).max(-1))
+  assert confidence[9] < confidence[10]
+  threshold = (confidence[9] + confidence[10]) / 2  # half of the 20 pass
   command = [sys.executable, str(REPO / "experiments" / "vqvae_samples.py"),
              "--workdir", str(prior_run[0]), "--classifier_dir", str(tmp_path / "classifier"),
-             "--data_dir", data_dir, "--num_samples", "20", "--threshold", "0.3",
+             "--data_dir", data_dir, "--num_samples", "20", "--threshold", repr(float(threshold)),
              "--out", str(tmp_path / "out")]
   proc = subprocess.run(command + ["--temperatures", "1,0.5"], capture_output=True, text=True,
                         timeout=300, cwd=REPO)
@@ -340,17 +346,16 @@ def test_samples_script_classifies_prior_samples_reconstructions_and_real_digits
   assert [r["temperature"] for r in result["by_temperature"]] == [1.0, 0.5]
   assert all(sum(r["class_counts"]) == 20 for r in result["by_temperature"])
   assert result["confident_share"] == result["by_temperature"][0]["confident_share"]
-  run = runs.load_run(str(prior_run[0]))
-  real = run.examples("test", num=20, data_dir=data_dir)
-  assert sorted(set(np.asarray(real["label"]).tolist())) == list(range(10))
-  probs = np.asarray(classifier.probabilities(params, run.reconstruct(real)))
-  assert result["reconstruction_confident_share"] == float((probs.max(-1) > 0.3).mean())
+  counts = result["real_test_class_counts"]  # the first 20 would all be zeros
+  assert sum(counts) == 20 and min(counts) >= 1
+  assert result["reconstruction_confident_share"] == 0.5
   for name in ("classified_samples.png", "classified_samples_T0.5.png", "sample_classes.md"):
     assert (tmp_path / "out" / name).is_file()
-  proc = subprocess.run(command + ["--temperatures", "0"], capture_output=True, text=True,
-                        timeout=300, cwd=REPO)
-  assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
-  assert "finite numbers > 0" in proc.stderr
+  for bad, message in ((["--temperatures", "0"], "finite numbers > 0"),
+                       (["--num_samples", "0"], "--num_samples must be >= 1")):
+    proc = subprocess.run(command + bad, capture_output=True, text=True, timeout=300, cwd=REPO)
+    assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+    assert message in proc.stderr
 
 
 def test_prior_needs_a_vqvae_run(vqvae_run, tmp_path, data_dir):

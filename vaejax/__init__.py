@@ -4,8 +4,8 @@ Modules, lowest first (each imports only modules above it): distributions ->
 latent_priors -> discrepancies -> nets -> models (a package: base, vae, cvae,
 hvae, ladder, vqvae, code_prior, aae, batched) -> objectives -> estimators ->
 diagnostics -> optim -> phases -> training -> evaluate -> classifier -> parallel
--> data -> viz -> plots -> pictures -> checkpoint -> config_checks -> config ->
-builders -> tensorboard_writer -> experiment -> runs.
+-> data_files -> data -> viz -> plots -> pictures -> checkpoint -> config_checks -> config ->
+run_data -> builders -> tensorboard_writer -> experiment -> runs.
 
 `vaejax.load_run(workdir)` restores a trained run (see `vaejax.runs`).
 """

@@ -31,8 +31,8 @@ import numpy as np
 
 from vaejax import data_files
 # Public here too: the data API raises and checks against these.
-from vaejax.data_files import (IMAGE_SHAPE, MNIST_CHECKSUMS, DataError,  # noqa: F401
-                               expected_checksums)
+from vaejax.data_files import (BINARIZED_TEST_CLASS_COUNTS, IMAGE_SHAPE,  # noqa: F401
+                               MNIST_CHECKSUMS, DataError, expected_checksums)
 
 DATA_DIR_ENV = "VAEJAX_DATA_DIR"
 # Character corpora (vaejax.corpora): token ids instead of images.

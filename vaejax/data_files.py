@@ -47,6 +47,7 @@ class DataError(ValueError):
 
 
 def default_tfds_dir() -> str:
+  """Where TFDS keeps its data sets: $TFDS_DATA_DIR, else ~/tensorflow_datasets."""
   return os.environ.get("TFDS_DATA_DIR") or os.path.expanduser("~/tensorflow_datasets")
 
 
@@ -61,7 +62,8 @@ def expected_checksums(name: str) -> dict[str, tuple[int, str]]:
           for url, info in infos.items()}
 
 
-def read_raw_files(name: str, split: str, paths: list[str]):
+def read_raw_files(name: str, split: str, paths: list[str]
+                   ) -> tuple[np.ndarray, Optional[np.ndarray], int]:
   """(images, labels, max_value) from the split's raw files (`find_raw_files` or
   `download_raw_files`), each verified against `expected_checksums` first."""
   checksums = expected_checksums(name)
@@ -107,15 +109,17 @@ def _read_verified(path: str, filename: str, checksums: dict) -> bytes:
   try:
     content = gzip.decompress(raw) if raw[:2] == b"\x1f\x8b" else raw
   except (OSError, EOFError) as e:
-    raise DataError(f"{path} is not a readable gzip file ({e}); replace it with the canonical file") from e
+    raise DataError(f"{path} is not a readable gzip file ({e}); replace it with the "
+                    f"canonical file") from e
   if filename not in checksums:
     raise DataError(f"no checksum is recorded for {filename}")
   size, sha256 = checksums[filename]
   digest = hashlib.sha256(content).hexdigest()
   if len(content) != size or digest != sha256:
     raise DataError(
-        f"{path} is corrupt or not the canonical {filename}: its content has {len(content)} bytes "
-        f"with sha256 {digest}, expected {size} bytes with sha256 {sha256}. Replace it with a fresh copy.")
+        f"{path} is corrupt or not the canonical {filename}: its content has {len(content)} "
+        f"bytes with sha256 {digest}, expected {size} bytes with sha256 {sha256}. Replace it "
+        f"with a fresh copy.")
   return content
 
 
@@ -146,7 +150,8 @@ def tfds_prepared(name: str, data_dir: str) -> bool:
   return bool(glob.glob(os.path.join(data_dir, name, "*", "dataset_info.json")))
 
 
-def read_tfds(name: str, split: str, data_dir: str):
+def read_tfds(name: str, split: str, data_dir: str
+              ) -> tuple[np.ndarray, Optional[np.ndarray], int]:
   """(images, labels, max_value) of a split prepared by TFDS in array_record format."""
   import tensorflow_datasets as tfds
   try:

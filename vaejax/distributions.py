@@ -92,7 +92,7 @@ class Categorical(NamedTuple):
 
 class PointMass(NamedTuple):
   """q(z|x) = delta(z - value), a deterministic posterior (the VQ-VAE's nearest
-  codes). `value`: [P]."""
+  codes, int32; a deterministic AAE's code, float). `value`: [P]."""
 
   value: Array
 

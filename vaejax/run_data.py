@@ -17,8 +17,11 @@ def example_shape(config) -> tuple[int, ...]:
     return corpora.example_shape(config.dataset)
   return data.IMAGE_SHAPE
 
+
 def load_data(config) -> tuple[data.Dataset, dict[str, data.Dataset]]:
-  """(train set, {"test": ..., ["validation": ...]}), checked for the model's needs."""
+  """(train set, {"test": ..., ["validation": ...]}), checked for the model's needs.
+  Raises data.DataError for missing or unusable data (images, labels) and
+  ConfigError when config.batch_size exceeds the training examples."""
   data_dir = config.data_dir or None
   train = data.load(config.dataset, "train", data_dir)
   evals = {"test": data.load(config.dataset, "test", data_dir)}
@@ -71,10 +74,10 @@ EVAL_BINARIZATION_KEY = 20151001
 
 def examples(config, dataset: data.Dataset, *, as_float: bool = False) -> dict:
   """The example pytree of a whole data set: {"image": [N, H, W, C]} plus the keys
-  the model needs ("label": int32 [N]); for a corpus {"tokens": int32 [N, T]}. Images stay uint8 unless as_float
-  (then float32 in [0, 1], for evaluation; with dynamic binarisation the fixed
-  binarised draw keyed by EVAL_BINARIZATION_KEY). A second image modality
-  ("image2", uint8 [N, H', W', 3]) likewise, never binarised."""
+  the model needs ("label": int32 [N]); for a corpus {"tokens": int32 [N, T]}. Images
+  stay uint8 unless as_float (then float32 in [0, 1], for evaluation; with dynamic
+  binarisation the fixed binarised draw keyed by EVAL_BINARIZATION_KEY). A second
+  image modality ("image2", uint8 [N, H', W', 3]) likewise, never binarised."""
   if dataset.vocabulary:
     return {"tokens": jnp.asarray(dataset.images, jnp.int32)}
   images = dataset.images

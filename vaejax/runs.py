@@ -77,7 +77,8 @@ class Run:
     return self._reconstruct(self.params, x, key=key)
 
   def interpolate(self, x0: Example, x1: Example, *, num_steps: int = 10) -> jax.Array:
-    """Decoded posterior-mean interpolations: [B, num_steps, H, W, C] in [0, 1]."""
+    """Decoded posterior-mean interpolations: [B, num_steps, H, W, C] in [0, 1].
+    ValueError for num_steps < 2 or discrete latents (batched.interpolate)."""
     return self._interpolate(self.params, x0, x1, num_steps=num_steps)
 
   def examples(self, split: str = "test", *, num: int = 0,
