@@ -1,5 +1,6 @@
 """The VQ-VAE: quantisation, straight-through and codebook gradients, the EMA
 codebook and restarts by value, and a run through checkpoint and resume."""
+import functools
 import math
 import shutil
 import sys
@@ -171,12 +172,22 @@ def test_train_step_applies_the_ema_from_the_global_batch_and_zero_adam_updates_
     ({"codebook_update": "loss"}, "restart_after_steps needs codebook_update='ema'"),
     ({"hidden": (8, 16, 32)}, "two conv widths"),
     ({"likelihood": "gaussian_learned", "dataset": "mnist"}, "likelihood"),
+    ({"prior_dropout": 0.1}, "prior_dropout applies to model='vqvae_prior' only"),
 ])
 def test_bad_vqvae_configs_are_refused_with_the_reason(override, message):
   config = config_lib.load_config_file(str(REPO / "experiments/configs/vqvae_mnist_smoke.py"))
   config.update(override)
   with pytest.raises(config_lib.ConfigError, match=message):
     config_lib.validate(config)
+
+
+def test_prior_dropout_outside_zero_one_is_refused():
+  config = config_lib.load_config_file(str(REPO / "experiments/configs/vqvae_prior_smoke.py"))
+  config.update(vqvae_workdir="runs/v", prior_dropout=1.0)
+  with pytest.raises(config_lib.ConfigError, match=r"prior_dropout=1.0 must be in \[0, 1\)"):
+    config_lib.validate(config)
+  config.prior_dropout = 0.1
+  config_lib.validate(config)
 
 
 def _smoke_config(name, data_dir, **overrides):
@@ -216,17 +227,48 @@ def test_vqvae_trains_and_resumes_exactly_from_its_checkpoint(vqvae_run, tmp_pat
   assert straight["train"]["restarts"] >= 0 and (workdir / "samples.png").exists()
 
 
-def test_prior_over_codes_is_causal_by_its_jacobian():
-  """d logits_i / d one_hot_j = 0 for every j >= i (and not for j < i)."""
-  net = code_prior.CausalTransformer(num_codes=5, num_positions=6, width=8, depth=2, heads=2)
+@pytest.mark.parametrize("dropout", [0.0, 0.2])
+def test_prior_over_codes_is_causal_by_its_jacobian(dropout):
+  """d logits_i / d one_hot_j = 0 for every j >= i (and not for j < i), also under
+  training's dropout."""
+  net = code_prior.CausalTransformer(num_codes=5, num_positions=6, width=8, depth=2, heads=2,
+                                     dropout=dropout)
   codes = jax.random.randint(jax.random.PRNGKey(0), (6,), 0, 5)
   one_hot = jax.nn.one_hot(codes, 5)
   params = net.init(jax.random.PRNGKey(1), one_hot)["params"]
-  jac = jax.jit(jax.jacobian(lambda h: net.apply({"params": params}, h)))(one_hot)  # [P, K, P, K]
+  apply = lambda h: net.apply({"params": params}, h, deterministic=not dropout,  # noqa: E731
+                              rngs={"dropout": jax.random.PRNGKey(2)})
+  jac = jax.jit(jax.jacobian(apply))(one_hot)  # [P, K, P, K]
   influence = np.abs(np.asarray(jac)).sum(axis=(1, 3))  # [i, j]
   upper = np.triu(np.ones((6, 6), bool))  # j >= i
   assert np.all(influence[upper] == 0)
   assert np.all(influence[~upper] > 0)
+
+
+def test_prior_dropout_acts_in_the_train_steps_loss_only():
+  """With dropout, `objective` (evaluation) is the dropout-free prior's, whatever the
+  key; `training_objective` draws its masks from the key; the code_prior estimator
+  uses the latter in training and the former for evaluation; without dropout the
+  two coincide."""
+  vq = _model()
+  vq_params = vq.init(jax.random.PRNGKey(0))
+  make = lambda rate: code_prior.make_vq_prior(  # noqa: E731
+      vq, lambda: vq_params, width=8, depth=1, heads=2, dropout=rate)
+  model, plain = make(0.5), make(0.0)
+  params = model.init(jax.random.PRNGKey(1))
+  x, keys = _image(), jax.random.split(jax.random.PRNGKey(2), 2)
+  value = lambda f, k: float(jax.jit(lambda p: f(p, x, key=k)[0])(params))  # noqa: E731
+  evaluated = value(model.objective, keys[0])
+  assert evaluated == value(model.objective, keys[1]) == value(plain.objective, keys[0])
+  trained = [value(model.training_objective, k) for k in keys]
+  assert trained[0] != trained[1] and evaluated not in trained
+  assert value(plain.training_objective, keys[0]) == evaluated
+  for in_training, expected in ((True, trained[0]), (False, evaluated)):
+    estimator = estimators.make_estimator("code_prior", "maximum_likelihood",
+                                          training=in_training)
+    assert value(functools.partial(estimator.per_example, model), keys[0]) == expected
+  with pytest.raises(ValueError, match="dropout 1.0 is outside"):
+    make(1.0)
 
 
 def test_teacher_forced_log_prob_is_the_sum_of_the_sampled_paths_step_log_probs():

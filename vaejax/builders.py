@@ -53,7 +53,8 @@ def build_model(config, image_shape) -> models.LatentVariableModel:
     return jax.device_get(restore_params(config.vqvae_workdir, stage1, vqvae)[0])
 
   return code_prior.make_vq_prior(vqvae, load_vqvae_params, width=config.prior_width,
-                                  depth=config.prior_depth, heads=config.prior_heads)
+                                  depth=config.prior_depth, heads=config.prior_heads,
+                                  dropout=config.prior_dropout)
 
 
 def build_init(config, model, train_set: data.Dataset) -> Callable[[jax.Array], Params]:
@@ -137,7 +138,7 @@ def restore_params(workdir: str, config, model, step: Optional[int] = None, *,
 def build_estimator(config, *, for_eval: bool = False) -> estimators.Estimator:
   if for_eval:  # test metrics: the plain ELBO (and IWAE-K when trained on it), beta = 1
     if config.objective in estimators.OWN_OBJECTIVES:
-      return estimators.make_estimator(config.objective, config.estimator)
+      return estimators.make_estimator(config.objective, config.estimator, training=False)
     if config.objective in ("iwae", "ae"):  # an AE has no posterior variance: recon only
       return estimators.make_estimator(config.objective, num_samples=config.num_samples)
     return estimators.make_estimator("elbo", analytic_kl=models.closed_form_kl(config))

@@ -47,11 +47,13 @@ def base_config() -> ml_collections.ConfigDict:
   c.ema_decay = 0.99
   c.restart_after_steps = 0
   # vqvae_prior (objective='code_prior'): a causal transformer prior over the codes of the
-  # VQ-VAE run in vqvae_workdir (frozen), width x depth with prior_heads attention heads.
+  # VQ-VAE run in vqvae_workdir (frozen), width x depth with prior_heads attention heads;
+  # prior_dropout: the rate of dropout on its residual branches, in training only.
   c.vqvae_workdir = ""
   c.prior_width = 64
   c.prior_depth = 2
   c.prior_heads = 4
+  c.prior_dropout = 0.0
   # Prior matching. latent_prior (vae, aae, wae): gaussian | mixture2d | swissroll2d
   # (vaejax.latent_priors; a VAE takes gaussian or mixture2d). aae: a discriminator of
   # discriminator_hidden widths; supervised sends digit c to prior region c; phase

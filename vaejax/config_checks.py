@@ -23,7 +23,7 @@ VQ_KEYS = ("num_codes", "code_dim", "commitment_cost", "codebook_update", "ema_d
            "restart_after_steps")
 
 
-PRIOR_KEYS = ("vqvae_workdir", "prior_width", "prior_depth", "prior_heads")
+PRIOR_KEYS = ("vqvae_workdir", "prior_width", "prior_depth", "prior_heads", "prior_dropout")
 
 
 def check_vq_prior(config) -> None:
@@ -32,6 +32,8 @@ def check_vq_prior(config) -> None:
                       "trained model='vqvae' run whose codes it fits")
   for key in ("prior_width", "prior_depth", "prior_heads"):
     at_least(config, key, 1)
+  if not 0 <= config.prior_dropout < 1:
+    raise ConfigError(f"config.prior_dropout={config.prior_dropout!r} must be in [0, 1)")
   if config.prior_width % config.prior_heads:
     raise ConfigError(f"config.prior_width={config.prior_width} must be divisible by "
                       f"config.prior_heads={config.prior_heads}")
@@ -118,7 +120,8 @@ AAE_KEYS = ("supervised", "stochastic_encoder", "discriminator_hidden",
 MULTIMODAL_KEYS = ("modalities", "modality_weights", "image2_likelihood", "partner")
 SEQUENCE_KEYS = ("rnn_cell", "rnn_hidden", "embed_dim", "decoder_input", "latent_feed",
                  "word_dropout")
-FAMILY_KEYS = ((("seqvae",), SEQUENCE_KEYS), (("vqvae",), VQ_KEYS), (("vqvae_prior",), PRIOR_KEYS), (("aae", "wae"), AAE_KEYS),
+FAMILY_KEYS = ((("seqvae",), SEQUENCE_KEYS), (("vqvae",), VQ_KEYS), (("vqvae_prior",), PRIOR_KEYS),
+               (("aae", "wae"), AAE_KEYS),
                (("mvae", "mmvae", "mopoe"), MULTIMODAL_KEYS),
                (("aae",), ("discriminator_hidden", "discriminator_learning_rate",
                            "generator_learning_rate", "gradient_penalty")),

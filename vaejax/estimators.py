@@ -111,8 +111,12 @@ def _stop_params(params, groups, *, inside: bool):
 def make_estimator(objective: str = "elbo", estimator: str = "pathwise", *, beta: float = 1.0,
                    num_samples: int = 1, analytic_kl: bool = True, baseline: str = "none",
                    baseline_decay: float = 0.99,
-                   kl_penalty: KLPenalty | None = None) -> Estimator:
+                   kl_penalty: KLPenalty | None = None, training: bool = True) -> Estimator:
   """The estimator `estimator` of `objective` (see the module docstring).
+
+  training: for a model that writes its own objective, use its
+  `training_objective` where it has one (dropout; models.base); False, as for
+  evaluation, always `objective`.
 
   kl_penalty: the ELBO's KL term (`objectives.make_kl_penalty`: warm-up, free
   bits, capacity), which replaces `beta`; default beta * KL. Free bits and
@@ -225,7 +229,8 @@ def make_estimator(objective: str = "elbo", estimator: str = "pathwise", *, beta
     return {}
 
   def own(model, params, x, *, key, step=0):
-    return model.objective(params, x, key=key, step=step)
+    objective = getattr(model, "training_objective", None) if training else None
+    return (objective or model.objective)(params, x, key=key, step=step)
 
   per_example = {"elbo": elbo, "iwae": iwae, "ae": ae, **dict.fromkeys(OWN_OBJECTIVES, own)}[objective]
   return Estimator(name, per_example, init_params, baseline, baseline_decay)

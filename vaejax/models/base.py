@@ -40,6 +40,11 @@ objective tier (see ../shared/design/model-protocol.md):
                                           (`estimators.OWN_OBJECTIVES`); metrics
                                           may hold per-example statistics under
                                           objectives.STATS for update_state
+  training_objective(params, x, *, key, step) -> (surrogate, metrics)
+                                          (optional) the same in training, with
+                                          what only training does (dropout); the
+                                          train step's loss uses it, evaluation
+                                          `objective`
   update_state(params, stats, *, key, step) -> (updates, batch_metrics)
                                           the non-gradient update of its state
                                           groups from the global batch's stats

@@ -37,27 +37,32 @@ class CausalTransformer(nn.Module):
   """Codes as one-hot rows [P, K] -> next-code logits [P, K]: row i depends on
   rows < i only (inputs shifted right behind a learned start vector, causal
   self-attention). One-hot floats, not integers, so that the masking can be
-  checked with a Jacobian."""
+  checked with a Jacobian. dropout: the rate on the embedding and on every
+  residual branch (GPT-2's residual dropout), applied only when called with
+  deterministic=False and a "dropout" rng; it adds no params."""
   num_codes: int
   num_positions: int
   width: int = 64
   depth: int = 2
   heads: int = 4
+  dropout: float = 0.0
 
   @nn.compact
-  def __call__(self, one_hot: jax.Array) -> jax.Array:
+  def __call__(self, one_hot: jax.Array, *, deterministic: bool = True) -> jax.Array:
     small = nn.initializers.normal(0.02)
+    drop = nn.Dropout(self.dropout, deterministic=deterministic or not self.dropout)
     h = nn.Dense(self.width, use_bias=False, name="embed")(one_hot)
     start = self.param("start", small, (1, self.width))
     h = jnp.concatenate([start, h[:-1]], axis=0)  # position i sees codes 0..i-1
-    h = h + self.param("position", small, (self.num_positions, self.width))
+    h = drop(h + self.param("position", small, (self.num_positions, self.width)))
     mask = nn.make_causal_mask(jnp.ones((self.num_positions,)))  # [1, P, P]
     for i in range(self.depth):
       a = nn.LayerNorm(name=f"attention_norm_{i}")(h)
-      h = h + nn.MultiHeadDotProductAttention(self.heads, name=f"attention_{i}")(a, a, mask=mask)
+      h = h + drop(nn.MultiHeadDotProductAttention(self.heads, name=f"attention_{i}")(
+          a, a, mask=mask))
       m = nn.LayerNorm(name=f"mlp_norm_{i}")(h)
       m = nn.Dense(4 * self.width, name=f"mlp_in_{i}")(m)
-      h = h + nn.Dense(self.width, name=f"mlp_out_{i}")(nn.gelu(m))
+      h = h + drop(nn.Dense(self.width, name=f"mlp_out_{i}")(nn.gelu(m)))
     return nn.Dense(self.num_codes, name="logits")(nn.LayerNorm(name="out_norm")(h))
 
 
@@ -67,13 +72,18 @@ class AutoregressiveCodes:
   network: CausalTransformer
   params: Params
 
-  def logits(self, z: jax.Array) -> jax.Array:
+  def logits(self, z: jax.Array, *, dropout_key: jax.Array | None = None) -> jax.Array:
+    """[P, K] for codes z [P]; with dropout_key, under the network's dropout."""
     one_hot = jax.nn.one_hot(z, self.network.num_codes, dtype=jnp.float32)
-    return self.network.apply({"params": self.params}, one_hot)
+    if dropout_key is None:
+      return self.network.apply({"params": self.params}, one_hot)
+    return self.network.apply({"params": self.params}, one_hot, deterministic=False,
+                              rngs={"dropout": dropout_key})
 
-  def log_prob(self, z: jax.Array) -> jax.Array:
-    """sum_i log p(z_i | z_<i), teacher-forced in one pass: [] nats."""
-    log_p = jax.nn.log_softmax(self.logits(z), axis=-1)
+  def log_prob(self, z: jax.Array, *, dropout_key: jax.Array | None = None) -> jax.Array:
+    """sum_i log p(z_i | z_<i), teacher-forced in one pass: [] nats (under dropout,
+    for training, given dropout_key)."""
+    log_p = jax.nn.log_softmax(self.logits(z, dropout_key=dropout_key), axis=-1)
     return jnp.sum(jnp.take_along_axis(log_p, z[:, None].astype(jnp.int32), axis=-1))
 
   def sample(self, *, key: jax.Array, temperature: float = 1.0) -> jax.Array:
@@ -149,8 +159,16 @@ class VQPrior:
     -log p(x|z_q); kl = -log p(z_q) (the point mass's KL to the prior); neg_elbo =
     recon + kl, the bound on -log p(x)."""
     del key, step
+    return self._objective(params, x, dropout_key=None)
+
+  def training_objective(self, params: Params, x: Example, *, key: jax.Array, step=0):
+    """`objective` with the prior's dropout drawn from key (the train step's loss)."""
+    del step
+    return self._objective(params, x, dropout_key=key if self.network.dropout else None)
+
+  def _objective(self, params, x, *, dropout_key):
     codes = self.posterior(params, x).mean
-    log_pz = self.log_prior(params, x, codes)
+    log_pz = self.prior(params, x).log_prob(codes, dropout_key=dropout_key)
     recon = -self.log_likelihood(params, x, codes)
     return log_pz, {"loss": -log_pz, "prior_nll": -log_pz, "recon": recon, "kl": -log_pz,
                     "neg_elbo": recon - log_pz}
@@ -161,10 +179,12 @@ class VQPrior:
 
 
 def make_vq_prior(vqvae: VQVAE, load_vqvae_params: Callable[[], Params], *, width: int = 64,
-                  depth: int = 2, heads: int = 4) -> VQPrior:
-  """A learned prior for `vqvae`'s code grid. Raises ValueError when heads does not
-  divide width."""
+                  depth: int = 2, heads: int = 4, dropout: float = 0.0) -> VQPrior:
+  """A learned prior for `vqvae`'s code grid, with `dropout` in training. Raises
+  ValueError when heads does not divide width or dropout is outside [0, 1)."""
   if width % heads:
     raise ValueError(f"prior width {width} is not divisible by {heads} heads")
-  network = CausalTransformer(vqvae.num_codes, vqvae.latent_dim, width, depth, heads)
+  if not 0 <= dropout < 1:
+    raise ValueError(f"prior dropout {dropout} is outside [0, 1)")
+  network = CausalTransformer(vqvae.num_codes, vqvae.latent_dim, width, depth, heads, dropout)
   return VQPrior(vqvae, network, load_vqvae_params)
