@@ -7,8 +7,8 @@
 #   bash experiments/run_vqvae.sh DATA_DIR OUT_DIR [smoke]
 #
 # The prior's size and schedule come from the environment (defaults in brackets):
-# PRIOR_WIDTH [256], PRIOR_DEPTH [6], PRIOR_HEADS [8], PRIOR_EPOCHS [100], with a
-# cosine decay of the learning rate; VQVAE_EPOCHS [20]. With "smoke", every run
+# PRIOR_WIDTH [256], PRIOR_DEPTH [6], PRIOR_HEADS [8], PRIOR_EPOCHS [100],
+# PRIOR_DROPOUT [0.1], with a cosine decay of the learning rate; VQVAE_EPOCHS [20]. With "smoke", every run
 # uses its config's _smoke twin and the classifier trains for one epoch (a check of
 # this script in a few minutes on a CPU). Everything is written into OUT_DIR as it
 # happens, so a killed job keeps what it did: runs/<name>/ (the workdirs, with
@@ -27,6 +27,7 @@ else
   suffix=""; vq_args=(--config.epochs="${VQVAE_EPOCHS:-20}" --config.keep_checkpoints=1)
   prior_args=(--config.keep_checkpoints=1 --config.prior_width="${PRIOR_WIDTH:-256}" --config.prior_depth="${PRIOR_DEPTH:-6}"
               --config.prior_heads="${PRIOR_HEADS:-8}" --config.epochs="${PRIOR_EPOCHS:-100}"
+              --config.prior_dropout="${PRIOR_DROPOUT:-0.1}"
               --config.lr_schedule=cosine)
   classifier_epochs=4; num_samples=1000
 fi

@@ -1,7 +1,8 @@
 """Stage 2 of the VQ-VAE: a causal-transformer prior (2 layers, width 64, 4 heads)
 fitted by maximum likelihood to the 7 x 7 codes that a trained VQ-VAE's frozen
 encoder gives the training images (binarised MNIST); pictures are prior samples
-through the frozen decoder.
+through the frozen decoder. Its size: prior_width, prior_depth, prior_heads;
+prior_dropout regularises a big one (dropout in training only).
 
   python experiments/train.py --config experiments/configs/vqvae_prior.py \
       --workdir runs/vqvae_prior --config.vqvae_workdir=runs/vqvae_mnist \
