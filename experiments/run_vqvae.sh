@@ -8,7 +8,8 @@
 #
 # The prior's size and schedule come from the environment (defaults in brackets):
 # PRIOR_WIDTH [256], PRIOR_DEPTH [6], PRIOR_HEADS [8], PRIOR_EPOCHS [100],
-# PRIOR_DROPOUT [0.1], with a cosine decay of the learning rate; VQVAE_EPOCHS [20]. With "smoke", every run
+# PRIOR_DROPOUT [0.1], with a cosine decay of the learning rate; VQVAE_EPOCHS
+# [20]. With "smoke", every run
 # uses its config's _smoke twin and the classifier trains for one epoch (a check of
 # this script in a few minutes on a CPU). Everything is written into OUT_DIR as it
 # happens, so a killed job keeps what it did: runs/<name>/ (the workdirs, with

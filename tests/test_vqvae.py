@@ -10,7 +10,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from vaejax import checkpoint, config as config_lib, estimators, experiment, objectives, training
+from vaejax import (builders, checkpoint, config as config_lib, estimators, experiment, objectives,
+                    training)
 from vaejax.models import STATS, code_prior, vqvae
 
 from conftest import REPO
@@ -179,6 +180,22 @@ def test_bad_vqvae_configs_are_refused_with_the_reason(override, message):
   config.update(override)
   with pytest.raises(config_lib.ConfigError, match=message):
     config_lib.validate(config)
+
+
+def test_config_prior_dropout_reaches_the_train_loss_and_not_the_evaluation(vqvae_run, data_dir):
+  """Through the builders, as train.py builds a run: the prior gets config.prior_dropout;
+  the training estimator is its training_objective, the evaluation's its objective."""
+  config = _smoke_config("vqvae_prior_smoke", data_dir, vqvae_workdir=str(vqvae_run[0]),
+                         prior_dropout=0.5)
+  model = builders.build_model(config, (28, 28, 1))
+  assert model.network.dropout == 0.5
+  params = jax.jit(model.init)(jax.random.PRNGKey(0))
+  x, key = jnp.zeros((28, 28, 1)).at[8:20, 12:16].set(1.0), jax.random.PRNGKey(1)
+  value = lambda f: float(jax.jit(lambda p: f(p, x, key=key)[0])(params))  # noqa: E731
+  trained = value(functools.partial(builders.build_estimator(config).per_example, model))
+  evaluated = value(functools.partial(
+      builders.build_estimator(config, for_eval=True).per_example, model))
+  assert trained == value(model.training_objective) != evaluated == value(model.objective)
 
 
 def test_prior_dropout_outside_zero_one_is_refused():

@@ -138,7 +138,7 @@ def restore_params(workdir: str, config, model, step: Optional[int] = None, *,
 def build_estimator(config, *, for_eval: bool = False) -> estimators.Estimator:
   if for_eval:  # test metrics: the plain ELBO (and IWAE-K when trained on it), beta = 1
     if config.objective in estimators.OWN_OBJECTIVES:
-      return estimators.make_estimator(config.objective, config.estimator, training=False)
+      return estimators.make_estimator(config.objective, config.estimator)
     if config.objective in ("iwae", "ae"):  # an AE has no posterior variance: recon only
       return estimators.make_estimator(config.objective, num_samples=config.num_samples)
     return estimators.make_estimator("elbo", analytic_kl=models.closed_form_kl(config))
@@ -149,7 +149,7 @@ def build_estimator(config, *, for_eval: bool = False) -> estimators.Estimator:
   return estimators.make_estimator(
       config.objective, config.estimator, beta=config.beta, num_samples=config.num_samples,
       analytic_kl=config.analytic_kl, baseline=config.baseline,
-      baseline_decay=config.baseline_decay, kl_penalty=penalty)
+      baseline_decay=config.baseline_decay, kl_penalty=penalty, training=True)
 
 
 def learning_rate(config, steps_per_epoch: int, base=None):

@@ -48,7 +48,8 @@ def base_config() -> ml_collections.ConfigDict:
   c.restart_after_steps = 0
   # vqvae_prior (objective='code_prior'): a causal transformer prior over the codes of the
   # VQ-VAE run in vqvae_workdir (frozen), width x depth with prior_heads attention heads;
-  # prior_dropout: the rate of dropout on its residual branches, in training only.
+  # prior_dropout: the rate of dropout on its embedding and residual branches, in training
+  # only (so the train metrics are measured under it, the evaluation's without).
   c.vqvae_workdir = ""
   c.prior_width = 64
   c.prior_depth = 2

@@ -23,6 +23,7 @@ one by (objective, estimator) name and closes over the static settings.
                              `model.objective`, a family that writes its objective itself
                              (models.base, objective tier)
   code_prior maximum_likelihood  a learned prior over a frozen VQ-VAE's codes: model.objective
+                             (model.training_objective, with dropout, in the train step)
   aae        adversarial     the adversarial autoencoder's three phases (model.phases,
                              vaejax.phases); model.objective is its evaluation
   wae        mmd             WAE-MMD: model.objective plus its batch term (model.batch_objective)
@@ -111,12 +112,12 @@ def _stop_params(params, groups, *, inside: bool):
 def make_estimator(objective: str = "elbo", estimator: str = "pathwise", *, beta: float = 1.0,
                    num_samples: int = 1, analytic_kl: bool = True, baseline: str = "none",
                    baseline_decay: float = 0.99,
-                   kl_penalty: KLPenalty | None = None, training: bool = True) -> Estimator:
+                   kl_penalty: KLPenalty | None = None, training: bool = False) -> Estimator:
   """The estimator `estimator` of `objective` (see the module docstring).
 
-  training: for a model that writes its own objective, use its
-  `training_objective` where it has one (dropout; models.base); False, as for
-  evaluation, always `objective`.
+  training: True for the train step's loss: a model that writes its own objective
+  then uses its `training_objective` where it has one (dropout; models.base);
+  False (evaluation, diagnostics), always `objective`.
 
   kl_penalty: the ELBO's KL term (`objectives.make_kl_penalty`: warm-up, free
   bits, capacity), which replaces `beta`; default beta * KL. Free bits and

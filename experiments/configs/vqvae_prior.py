@@ -2,7 +2,8 @@
 fitted by maximum likelihood to the 7 x 7 codes that a trained VQ-VAE's frozen
 encoder gives the training images (binarised MNIST); pictures are prior samples
 through the frozen decoder. Its size: prior_width, prior_depth, prior_heads;
-prior_dropout regularises a big one (dropout in training only).
+prior_dropout regularises a big one (dropout in training only: the train prior_nll
+is measured under it, the test one without).
 
   python experiments/train.py --config experiments/configs/vqvae_prior.py \
       --workdir runs/vqvae_prior --config.vqvae_workdir=runs/vqvae_mnist \
