@@ -106,20 +106,13 @@ def tempered_samples(run, *, key, num: int, temperature: float):
   return draw(run.params, jax.random.split(key, num))
 
 
-def classify(params, images, batch_size: int = 500):
-  """The classifier's probabilities [N, 10] for images [N, H, W, C] in [0, 1], in batches."""
-  import numpy as np
-  from vaejax import classifier
-  return np.concatenate([np.asarray(classifier.probabilities(params, images[i:i + batch_size]))
-                         for i in range(0, len(images), batch_size)])
-
-
 def main(argv):
   del argv
   import jax
   import numpy as np
   import vaejax
-  from vaejax import data, viz
+  from vaejax import classifier, data, viz
+  classify = classifier.probabilities_in_batches
   try:
     if _NUM.value < 1:
       raise ValueError(f"--num_samples must be >= 1, got {_NUM.value}")

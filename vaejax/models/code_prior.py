@@ -164,7 +164,7 @@ class VQPrior:
   def training_objective(self, params: Params, x: Example, *, key: jax.Array, step=0):
     """`objective` with the prior's dropout drawn from key (the train step's loss)."""
     del step
-    return self._objective(params, x, dropout_key=key if self.network.dropout else None)
+    return self._objective(params, x, dropout_key=key)
 
   def _objective(self, params, x, *, dropout_key):
     codes = self.posterior(params, x).mean
