@@ -62,13 +62,13 @@ def test_burda_learning_rate_schedule():
 
 
 def test_a_key_added_since_the_checkpoint_counts_as_unchanged_only_at_its_default():
-  from vaejax import experiment
-  run = experiment.config_to_dict(config_lib.base_config())
+  from vaejax import resume
+  run = resume.config_to_dict(config_lib.base_config())
   old_checkpoint = {k: v for k, v in run.items() if k != "compute_dtype"}
-  assert experiment.changed_config_keys(old_checkpoint, run) == []
-  assert experiment.changed_config_keys(old_checkpoint, {**run, "compute_dtype": "bfloat16"}) == [
+  assert resume.changed_config_keys(old_checkpoint, run) == []
+  assert resume.changed_config_keys(old_checkpoint, {**run, "compute_dtype": "bfloat16"}) == [
       "compute_dtype"]
-  assert experiment.changed_config_keys(run, {**run, "learning_rate": 0.5}) == ["learning_rate"]
+  assert resume.changed_config_keys(run, {**run, "learning_rate": 0.5}) == ["learning_rate"]
 
 
 @pytest.mark.parametrize("overrides,match", [

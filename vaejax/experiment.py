@@ -9,7 +9,6 @@ resumes from the newest one.
 """
 from __future__ import annotations
 
-import json
 import os
 import time
 
@@ -19,22 +18,13 @@ import numpy as np
 
 from vaejax import (checkpoint, config as config_lib, parallel, pictures, replicas,
                     run_logs, tensorboard_writer, training)
+from vaejax.resume import RunError, config_to_dict, restore_or_start  # noqa: F401
 from vaejax.builders import (build_estimator, build_evaluator, build_init, build_loss,  # noqa: F401
                              build_model, build_optimizer, importance_nll, learning_rate)
 from vaejax.run_data import EVAL_BINARIZATION_KEY, examples, load_data  # noqa: F401
 
-# Keys that act only when a run starts: resuming with another value is refused.
-INIT_ONLY_KEYS = ("output_bias_init",)
 # Summary fields that are wall-clock measurements, so differ between identical runs.
 TIMING_KEYS = ("examples_per_sec", "train_seconds", "compile_seconds", "eval_seconds")
-
-
-class RunError(RuntimeError):
-  """A run cannot continue (diverged, config mismatch on resume); the message says why."""
-
-
-def config_to_dict(config: ml_collections.ConfigDict) -> dict:
-  return json.loads(config.to_json())
 
 
 def _run_keys(seed: int) -> dict[str, jax.Array]:
@@ -82,8 +72,8 @@ def run(config: ml_collections.ConfigDict, workdir: str, *,
   writer = tensorboard_writer.NullWriter()
   try:  # close the event file on every exit, errors included
     try:  # and orbax's background machinery
-      state = _restore_or_start(ckpt, state, run_config, workdir, allow_config_change, primary,
-                                log)
+      state = restore_or_start(ckpt, state, run_config, workdir,
+                               allow_config_change=allow_config_change, primary=primary, log=log)
       if primary and config.tensorboard:
         # Drops an earlier attempt's events past the restored step (all of them on a
         # fresh start), as metrics.jsonl is truncated.
@@ -119,48 +109,6 @@ def _replica_spec(config, model, steps_per_epoch) -> parallel.Replicas | None:
 
   sweep = replicas.parse_sweep(config.sweep, config.num_replicas)
   return parallel.Replicas(config.num_replicas, replicas.hyperparams(sweep), build)
-
-
-def changed_config_keys(saved: dict, run_config: dict) -> list[str]:
-  """Keys whose value differs between a checkpoint's config and this run's.
-
-  A key added to the config since the checkpoint was written counts as
-  unchanged while it holds its default: that is how the old run behaved.
-  """
-  defaults = config_to_dict(config_lib.base_config())
-  saved = {**{k: v for k, v in defaults.items() if k not in saved}, **saved}
-  return sorted(k for k in set(run_config) | set(saved) if run_config.get(k) != saved.get(k))
-
-
-def _restore_or_start(ckpt, state, run_config, workdir, allow_config_change, primary, log):
-  """The newest readable checkpoint's state (config checked first), else `state`."""
-  metrics_path = os.path.join(workdir, "metrics.jsonl")
-
-  def check_config(meta: dict) -> None:
-    saved = meta.get("config", {})
-    changed = changed_config_keys(saved, run_config)
-    if not changed:
-      return
-    for key in (k for k in changed if k in INIT_ONLY_KEYS):
-      # Even with allow_config_change: the records would name an init the run never had.
-      was = saved.get(key, config_lib.base_config()[key])
-      raise RunError(f"{workdir} holds a run started with {key}={was!r}, which acts at step 0 "
-                     f"only; resume it with --config.{key}={was}")
-    if not allow_config_change:
-      raise RunError(f"{workdir} holds a checkpoint of a run with a different config "
-                     f"(changed: {', '.join(changed)}); use a new --workdir or pass "
-                     f"--allow_config_change to continue with the new config")
-    log(f"continuing with a changed config (changed: {', '.join(changed)})")
-
-  restored = ckpt.restore_latest(state, check_metadata=check_config)
-  step = -1
-  if restored is not None:
-    step, state, _ = restored
-    log(f"resuming from checkpoint at step {step} in {workdir}")
-  if primary:
-    run_logs.truncate_metrics(metrics_path, step)
-    run_logs.write_json_atomic(os.path.join(workdir, "config.json"), run_config)
-  return state
 
 
 def _train(config, runner, state, train_set, keys, ckpt, run_config, workdir, primary, log,

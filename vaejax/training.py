@@ -1,9 +1,9 @@
 """Train state, the compiled train step and the many-steps-per-dispatch runner.
 
 One jitted call runs a whole chunk of steps on device: batches are gathered
-from a data set that lives on device as uint8, converted per batch, and the
-state is donated. Metrics are summed on device; the host reads them once per
-chunk.
+from a data set that lives on device as uint8, converted per batch
+(`vaejax.preprocess`), and the state is donated. Metrics are summed on device;
+the host reads them once per chunk.
 """
 from __future__ import annotations
 
@@ -16,7 +16,8 @@ import optax
 
 from vaejax import optim, phases
 from vaejax.models.base import STATS, UpdateState
-from vaejax.objectives import example_keys
+# Public here too (callers build a step and its preprocessing together).
+from vaejax.preprocess import GREY_MODALITIES, make_preprocess  # noqa: F401
 
 Params = Any
 LossFn = Callable[..., tuple[jax.Array, dict[str, jax.Array]]]
@@ -48,51 +49,6 @@ def create_train_state(params: Params, optimizer: optax.GradientTransformation, 
   state = TrainState(step=zero(), params=params, opt_state=optimizer.init(params),
                      key=jnp.asarray(key), skipped_total=zero(), skipped_consecutive=zero())
   return jax.tree_util.tree_map(jnp.copy, state)
-
-
-# Further image modalities of a batch dict: uint8 0..255 grey levels, scaled, never binarised.
-GREY_MODALITIES = ("image2",)
-
-
-def make_preprocess(max_value: int, dynamic_binarization: bool, word_dropout: float = 0.0):
-  """A batch of uint8 images [B, H, W, C] (a bare array, or the "image" leaf of
-  a batch dict; labels pass through, GREY_MODALITIES are scaled) -> float32 in [0, 1];
-  Bernoulli-resampled per example (dynamic binarisation) when asked, one key
-  per global example index. A corpus batch {"tokens": [B, T]} becomes int32.
-
-  word_dropout > 0 adds "keep" [B, T] (T the tokens, or the image rows): 0 with
-  probability word_dropout, a decoder input the sequence model replaces by UNK
-  (Bowman et al. 2016); a bare image batch then becomes {"image", "keep"}.
-  """
-  def images(batch: jax.Array, key: jax.Array, example_offset) -> jax.Array:
-    x = batch.astype(jnp.float32) / max_value
-    if dynamic_binarization:
-      keys = example_keys(key, x.shape[0], example_offset)
-      x = jax.vmap(lambda k, p: jax.random.bernoulli(k, p).astype(jnp.float32))(keys, x)
-    return x
-
-  def keep(batch, key, example_offset):
-    steps = batch["tokens"] if "tokens" in batch else batch["image"]
-    keys = example_keys(key, steps.shape[0], example_offset)
-    return jax.vmap(lambda k: jax.random.bernoulli(k, 1.0 - word_dropout, steps.shape[1:2])
-                    .astype(jnp.float32))(keys)
-
-  def preprocess(batch, *, key: jax.Array, example_offset=0):
-    if not isinstance(batch, dict):
-      if not word_dropout:
-        return images(batch, key, example_offset)
-      batch = {"image": batch}
-    out = dict(batch)
-    if word_dropout:  # two purposes, two keys (without dropout, key binarises as before)
-      key, dropout_key = jax.random.split(key)
-      out["keep"] = keep(batch, dropout_key, example_offset)
-    if "tokens" in batch:
-      out["tokens"] = batch["tokens"].astype(jnp.int32)
-    else:
-      grey = {k: batch[k].astype(jnp.float32) / 255.0 for k in GREY_MODALITIES if k in batch}
-      out.update(grey, image=images(batch["image"], key, example_offset))
-    return out
-  return preprocess
 
 
 # The guard's check (optim.safe_to_apply), looked up here at call time so benchmarks
