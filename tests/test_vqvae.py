@@ -437,3 +437,60 @@ def test_evaluate_script_refuses_a_vqvae_run_in_one_line(vqvae_run):
                         capture_output=True, text=True, timeout=300, cwd=REPO)
   assert proc.returncode == 2
   assert proc.stderr.strip().count("\n") == 0 and "point mass" in proc.stderr
+
+
+def _experiments_module(name):
+  sys.path.insert(0, str(REPO / "experiments"))
+  try:
+    return __import__(name)
+  finally:
+    sys.path.pop(0)
+
+
+def test_code_noise_counts_the_codes_that_follow_the_binarisation_noise():
+  """Ink in the top half only: a patch-sum code changes with the draw where there is
+  ink (two Binomial(16, 1/2) sums agree with probability sum_k B(k)^2 ~ 0.196) and
+  never on blank patches; a code blind to the draw never changes. The relative
+  distance is the pairwise double sum's."""
+  code_noise = _experiments_module("vqvae_code_noise")
+  grey = np.zeros((400, 28, 28, 1), np.float32)
+  grey[:, :16] = 0.5  # patch rows 0-3 of 7 have ink
+
+  def patch_sums(x):
+    return np.asarray(x).reshape(-1, 7, 4, 7, 4).sum(axis=(2, 4)).reshape(-1, 49).astype(int)
+  embedding = np.arange(17, dtype=np.float64)[:, None] ** 1.5
+  result = code_noise.noise_changed_codes(patch_sums, grey, key=jax.random.PRNGKey(0),
+                                          grid_shape=(7, 7), embedding=embedding)
+  agree = sum(math.comb(16, k) ** 2 for k in range(17)) / 4 ** 16
+  assert result["ink_share"] == 4 / 7 and result["changed_blank"] == 0.0
+  assert abs(result["changed_ink"] - (1 - agree)) < 0.02  # 6,400 ink positions: sd 0.005
+  np.testing.assert_allclose(result["changed"], result["changed_ink"] * 4 / 7)
+  key_a, key_b = jax.random.split(jax.random.PRNGKey(0))
+  a, b = (patch_sums(jax.random.bernoulli(k, grey)) for k in (key_a, key_b))
+  freq = np.bincount(a.ravel(), minlength=17) / a.size
+  pairwise = sum(freq[i] * freq[j] * (embedding[i, 0] - embedding[j, 0]) ** 2
+                 for i in range(17) for j in range(17))
+  moved = np.mean((embedding[a[a != b], 0] - embedding[b[a != b], 0]) ** 2)
+  np.testing.assert_allclose(result["relative_distance"], moved / pairwise, rtol=1e-10)
+  blind = code_noise.noise_changed_codes(lambda x: np.zeros((len(x), 49), int), grey,
+                                         key=jax.random.PRNGKey(0), grid_shape=(7, 7))
+  assert blind["changed"] == 0.0 and "relative_distance" not in blind
+
+
+def test_code_noise_script_reads_a_vqvae_run_and_refuses_other_models(vqvae_run, prior_run,
+                                                                      tmp_path, data_dir):
+  import json
+  import subprocess
+  command = [sys.executable, str(REPO / "experiments" / "vqvae_code_noise.py"),
+             "--data_dir", data_dir, "--num", "20", "--out", str(tmp_path)]
+  proc = subprocess.run(command + ["--workdir", str(vqvae_run[0])], capture_output=True,
+                        text=True, timeout=300, cwd=REPO)
+  assert proc.returncode == 0, proc.stderr[-2000:]
+  with open(tmp_path / "code_noise.json") as f:
+    result = json.load(f)
+  assert result["num_images"] == 20 and result["positions"] == 49
+  assert 0 <= result["changed"] <= 1 and result["codebook_update"] == "ema"
+  proc = subprocess.run(command + ["--workdir", str(prior_run[0])], capture_output=True,
+                        text=True, timeout=300, cwd=REPO)
+  assert proc.returncode == 2 and proc.stderr.strip().count("\n") == 0
+  assert "not a VQ-VAE" in proc.stderr

@@ -1,0 +1,100 @@
+"""How much of a VQ-VAE's code is binarisation noise?
+
+  python experiments/vqvae_code_noise.py --workdir runs/vqvae_ema --data_dir ../shared/data
+
+Binarised MNIST is MNIST's grey digits binarised by Bernoulli draws. This script
+draws two binarisations of the same --num MNIST test digits (evenly spaced),
+encodes both with the run's frozen encoder and reports the share of grid
+positions whose nearest code differs between them: code that follows the noise
+rather than the digit, and that a prior over codes must model all the same.
+Also, split by whether the position's patch of the grey digit has ink, and the
+squared distance between the two codebook vectors where they differ, relative to
+that between two codes drawn independently from the test codes' frequencies.
+Writes code_noise.json into --out (default WORKDIR) and prints it.
+"""
+import json
+import os
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+from absl import app, flags  # noqa: E402
+
+_WORKDIR = flags.DEFINE_string("workdir", None, "A trained VQ-VAE run (model vqvae).")
+_DATA_DIR = flags.DEFINE_string("data_dir", None, "MNIST files (default $VAEJAX_DATA_DIR).")
+_NUM = flags.DEFINE_integer("num", 1000, "MNIST test digits, evenly spaced.")
+_SEED = flags.DEFINE_integer("seed", 0, "Seed of the two binarisations.")
+_OUT = flags.DEFINE_string("out", None, "Output folder (default WORKDIR).")
+flags.mark_flags_as_required(["workdir"])
+
+
+def noise_changed_codes(encode, grey, *, key, grid_shape, embedding=None) -> dict:
+  """Codes of two Bernoulli(grey) binarisations of the same images, compared.
+
+  encode: float images [N, H, W, C] in {0, 1} -> codes [N, P] (P = rows * cols of
+  grid_shape, raster order; each position reads an (H / rows) x (W / cols) patch).
+  grey: [N, H, W, C] in [0, 1]. embedding: [K, D] codebook vectors, optional.
+  Returns shares in [0, 1]: "changed" over all positions, "changed_ink" and
+  "changed_blank" over positions whose grey patch has / lacks any ink, "ink_share";
+  with embedding also "relative_distance": mean ||e_a - e_b||^2 over changed
+  positions / the same between two independent draws from the codes' frequencies.
+  """
+  import jax
+  import numpy as np
+  key_a, key_b = jax.random.split(key)
+  draw = lambda k: jax.random.bernoulli(k, grey).astype(np.float32)  # noqa: E731
+  codes_a, codes_b = np.asarray(encode(draw(key_a))), np.asarray(encode(draw(key_b)))
+  rows, cols = grid_shape
+  n, height, width = grey.shape[:3]
+  patches = np.asarray(grey).reshape(n, rows, height // rows, cols, width // cols, -1)
+  ink = (patches.max(axis=(2, 4, 5)) > 0).reshape(n, rows * cols)
+  changed = codes_a != codes_b
+  result = {"num_images": int(n), "positions": int(rows * cols),
+            "changed": float(changed.mean()), "ink_share": float(ink.mean()),
+            "changed_ink": float(changed[ink].mean()) if ink.any() else None,
+            "changed_blank": float(changed[~ink].mean()) if (~ink).any() else None}
+  if embedding is not None and changed.any():
+    e = np.asarray(embedding, np.float64)
+    moved = np.sum((e[codes_a[changed]] - e[codes_b[changed]]) ** 2, axis=-1).mean()
+    freq = np.bincount(codes_a.ravel(), minlength=len(e)) / codes_a.size
+    norms = np.sum(e ** 2, axis=-1)  # E||e_i - e_j||^2 for i, j ~ freq independently
+    mean = freq @ e
+    result["relative_distance"] = float(moved / (2 * (freq @ norms - mean @ mean)))
+  return result
+
+
+def main(argv):
+  del argv
+  import jax
+  import numpy as np
+  import vaejax
+  from vaejax import data
+  from vaejax.builders import read_run_config
+  try:
+    if _NUM.value < 1:
+      raise ValueError(f"--num must be >= 1, got {_NUM.value}")
+    model = read_run_config(_WORKDIR.value).model  # before the restore's logging
+    if model != "vqvae":
+      raise ValueError(f"{_WORKDIR.value} holds a model={model!r} run, not a VQ-VAE")
+    test = data.load("mnist", "test", _DATA_DIR.value)
+    run = vaejax.load_run(_WORKDIR.value)
+  except (ValueError, data.DataError, OSError) as e:
+    print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  index = np.linspace(0, len(test) - 1, min(_NUM.value, len(test))).astype(int)
+  grey = test.images[index].astype(np.float32) / 255.0
+  encode = jax.jit(jax.vmap(lambda x: run.model.posterior(run.params, x).mean))
+  result = noise_changed_codes(encode, grey, key=jax.random.PRNGKey(_SEED.value),
+                               grid_shape=run.model.grid_shape,
+                               embedding=run.model.embedding(run.params))
+  result.update(workdir=_WORKDIR.value, step=run.step, seed=_SEED.value,
+                codebook_update=run.config.codebook_update, num_codes=run.config.num_codes)
+  out = _OUT.value or _WORKDIR.value
+  os.makedirs(out, exist_ok=True)
+  with open(os.path.join(out, "code_noise.json"), "w") as f:
+    json.dump(result, f, indent=1)
+  print(json.dumps(result, indent=1))
+
+
+if __name__ == "__main__":
+  app.run(main)
