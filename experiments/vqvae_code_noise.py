@@ -97,8 +97,7 @@ def main(argv):
     sys.exit(2)
   index = np.linspace(0, len(test) - 1, min(FLAGS.num, len(test))).astype(int)
   grey = test.images[index].astype(np.float32) / 255.0
-  encode = jax.jit(jax.vmap(lambda x: run.model.posterior(run.params, x).mean))
-  result = noise_changed_codes(encode, grey, key=jax.random.PRNGKey(FLAGS.seed),
+  result = noise_changed_codes(lambda x: run.encode(x).mean, grey, key=jax.random.PRNGKey(FLAGS.seed),
                                grid_shape=run.model.grid_shape,
                                embedding=run.model.embedding(run.params))
   result.update(workdir=FLAGS.workdir, step=run.step, seed=FLAGS.seed,
