@@ -4,10 +4,13 @@ Each run is trained with `experiments/configs/iwae_table1.py` and evaluated with
 `experiments/evaluate.py --workdir DIR --k 5000` first; this script reads each
 run's config.json, metrics.jsonl and eval/eval.json and writes
 `OUT.json` (one record per row: model, k_train, epochs_run, test_nll,
-published_nll, ...) and `OUT.md`.
+published_nll, ...) and `OUT.md`. With --update, the rows already in OUT.json
+stay unless a run given now has the same model (a run finished in a later
+session replaces its row; the others keep their recorded numbers and workdirs).
 
   python experiments/table1_report.py --runs runs/table1_vae,runs/table1_k5,runs/table1_k50 \
       --out experiments/results/iwae_table1
+  python experiments/table1_report.py --runs runs/table1_k5 --out experiments/results/iwae_table1 --update
 """
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ from absl import app, flags
 
 _RUNS = flags.DEFINE_list("runs", None, "Workdirs of the runs, evaluated with evaluate.py.")
 _OUT = flags.DEFINE_string("out", None, "Output path without extension (.json and .md are written).")
+_UPDATE = flags.DEFINE_bool("update", False, "Keep OUT.json's rows for models not among --runs.")
 flags.mark_flags_as_required(["runs", "out"])
 
 # The published rows this protocol reproduces (Burda et al. 2015, Table 1, one
@@ -71,6 +75,14 @@ def markdown(rows: list[dict]) -> str:
   return "\n".join(lines) + "\n"
 
 
+def merged(previous: list[dict], new: list[dict]) -> list[dict]:
+  """`previous` with each row replaced by the new row of the same model, new models
+  appended; ordered by k (train) as in the paper's table."""
+  by_model = {r["model"]: r for r in previous}
+  by_model.update({r["model"]: r for r in new})
+  return sorted(by_model.values(), key=lambda r: r["k_train"])
+
+
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
@@ -79,6 +91,13 @@ def main(argv):
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  if _UPDATE.value:
+    if not os.path.exists(_OUT.value + ".json"):
+      print(f"error: --update: {_OUT.value}.json does not exist (run without --update to create it)",
+            file=sys.stderr)
+      sys.exit(2)
+    with open(_OUT.value + ".json") as f:
+      rows = merged(json.load(f), rows)
   os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
   with open(_OUT.value + ".json", "w") as f:
     json.dump(rows, f, indent=2)

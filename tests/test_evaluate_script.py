@@ -87,3 +87,24 @@ def test_table1_report_names_the_missing_evaluation(tmp_path):
   proc = run_table1_report("--runs", str(tmp_path), "--out", str(tmp_path / "table"))
   assert proc.returncode == 2
   assert "no eval/eval.json" in proc.stderr and "evaluate.py" in proc.stderr
+
+
+def test_table1_report_update_replaces_only_the_same_model(evaluated, tmp_path):
+  out, _ = evaluated
+  kept = {"model": "IWAE (k=5)", "k_train": 5, "epochs_run": 330.0, "epochs_protocol": 3280,
+          "test_nll": 88.53, "test_nll_stderr": 0.24, "published_nll": 87.63, "workdir": "old"}
+  replaced = dict(kept, model="VAE (k=1)", k_train=1, test_nll=99.0, published_nll=88.71)
+  (tmp_path / "table.json").write_text(json.dumps([kept, replaced]))
+  proc = run_table1_report("--runs", str(out.parent), "--out", str(tmp_path / "table"), "--update")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = json.loads((tmp_path / "table.json").read_text())
+  result = json.loads((out / "eval.json").read_text())
+  assert [r["model"] for r in rows] == ["VAE (k=1)", "IWAE (k=5)"]  # ordered by k
+  assert rows[0]["test_nll"] == result["test"]["nll"] and rows[1] == kept
+
+
+def test_table1_report_update_needs_an_existing_table(evaluated, tmp_path):
+  out, _ = evaluated
+  proc = run_table1_report("--runs", str(out.parent), "--out", str(tmp_path / "table"), "--update")
+  assert proc.returncode == 2
+  assert "table.json does not exist" in proc.stderr
