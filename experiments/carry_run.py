@@ -1,22 +1,27 @@
-"""Carries an unfinished run to a later session: copies the run's newest checkpoint,
-its config.json and its metrics.jsonl (cut back to that checkpoint's step) into a
-folder that git tracks.
+"""Carries an unfinished run to a later session: copies the run's newest readable
+checkpoint, its config.json and its metrics.jsonl (cut back to that checkpoint's
+step) into a folder that git tracks.
 
 A run of the full Burda et al. schedule takes longer than one session on a CPU, and
 a new checkout starts with no `runs/` (it is ignored). The copy is one checkpoint
 (params and optimizer state: a few MB for the Table 1 models), so the run resumes
 exactly where the copy was taken: copy the folder back into `runs/` and give
-`experiments/train.py` the same command as before.
+`experiments/train.py` the run's own command (its config is compared key by key,
+data_dir included, so use the same relative data_dir).
 
   python experiments/carry_run.py --workdir runs/table1_k5 --to experiments/in_progress/table1_k5
   # in a later session, on a new checkout:
   mkdir -p runs && cp -r experiments/in_progress/table1_k5 runs/
   python experiments/train.py --config ... --workdir runs/table1_k5 ...   # the run's own command
 
-The folder gets carried.json (step, epoch, source workdir, date). An existing --to
-folder is replaced only if it holds a carried.json (an older copy); anything else
-is refused, so the script never deletes a folder it did not write. Errors are one
-line on stderr, exit status 2.
+The folder gets carried.json (step, epoch, source workdir, date). TensorBoard event
+files are not carried (a resumed run writes new ones from the carried step).
+
+An existing --to folder is replaced only if it holds exactly what this script writes
+(carried.json, config.json, metrics.jsonl, one checkpoint), so it never deletes a
+workdir that has trained on; --to may not be --workdir or lie inside or around it.
+The copy is written beside --to and swapped into place when complete, so a failure
+leaves the previous copy as it was. Errors are one line on stderr, exit status 2.
 """
 from __future__ import annotations
 
@@ -26,61 +31,85 @@ import os
 import shutil
 import sys
 
-from absl import app, flags, logging
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
-from vaejax import checkpoint, run_logs
+from absl import app, flags, logging  # noqa: E402
 
 _WORKDIR = flags.DEFINE_string("workdir", None, "The run's workdir (config.json, checkpoints/).")
 _TO = flags.DEFINE_string("to", None, "The folder to write (git-tracked, e.g. experiments/in_progress/NAME).")
 flags.mark_flags_as_required(["workdir", "to"])
+
+CARRIED_FILES = {"carried.json", "config.json", "metrics.jsonl", "checkpoints"}
 
 
 class CarryError(Exception):
   pass
 
 
-def carry(workdir: str, to: str) -> dict:
-  """Copies `workdir`'s newest checkpoint, config and metrics into `to`; returns carried.json's record.
+def _is_carried_copy(folder: str) -> bool:
+  """True if `folder` holds only what `carry` writes: a resumed run adds files
+  (summary.json, event files, more checkpoints) and is then not a copy any more."""
+  names = set(os.listdir(folder))
+  if "carried.json" not in names or not names <= CARRIED_FILES:
+    return False
+  checkpoints = os.path.join(folder, "checkpoints")
+  return os.path.isdir(checkpoints) and len(os.listdir(checkpoints)) == 1
 
+
+def carry(workdir: str, to: str) -> dict:
+  """Copies `workdir`'s newest readable checkpoint, config and metrics into `to`.
+
+  Returns:
+    carried.json's record: {"step", "epoch", "from", "date"}.
   Raises:
-    CarryError: `workdir` is not a run or has no checkpoint, or `to` exists and is not a copy.
+    CarryError: `workdir` is not a run or has no readable checkpoint; `to` is, holds
+      or lies inside `workdir`; `to` exists and is not an earlier copy.
   """
+  from vaejax import checkpoint, run_logs
   if not os.path.exists(os.path.join(workdir, "config.json")):
     raise CarryError(f"{workdir} is not a run: it has no config.json")
-  if os.path.exists(to) and not os.path.exists(os.path.join(to, "carried.json")):
-    raise CarryError(f"{to} exists and is not a carried run (no carried.json); not replacing it")
-  ckpt = checkpoint.Checkpointer(os.path.join(workdir, "checkpoints"))
-  try:
-    steps = ckpt.steps()
-    if not steps:
-      raise CarryError(f"{workdir} has no checkpoint to carry")
-    step = steps[-1]
-    metadata = ckpt.restore_metadata(step)  # reads it: an unreadable checkpoint is not carried
-  finally:
-    ckpt.close()
-  if os.path.exists(to):
-    shutil.rmtree(to)
-  os.makedirs(os.path.join(to, "checkpoints"))
+  source, target = os.path.realpath(workdir), os.path.realpath(to)
+  if os.path.commonpath([source, target]) in (source, target):
+    raise CarryError(f"--to {to} is --workdir {workdir} or lies inside or around it")
+  if os.path.exists(to) and not _is_carried_copy(to):
+    raise CarryError(f"{to} exists and is not an earlier copy (it must hold only "
+                     f"{', '.join(sorted(CARRIED_FILES))} with one checkpoint); not replacing it")
+  newest = checkpoint.newest_readable(os.path.join(workdir, "checkpoints"))
+  if newest is None:
+    raise CarryError(f"{workdir} has no readable checkpoint to carry")
+  step, metadata = newest
+
+  staging = to.rstrip(os.sep) + ".carrying"
+  shutil.rmtree(staging, ignore_errors=True)  # a copy an earlier failure left half-written
+  os.makedirs(os.path.join(staging, "checkpoints"))
   shutil.copytree(os.path.join(workdir, "checkpoints", str(step)),
-                  os.path.join(to, "checkpoints", str(step)))
-  shutil.copy2(os.path.join(workdir, "config.json"), to)
+                  os.path.join(staging, "checkpoints", str(step)))
+  shutil.copy2(os.path.join(workdir, "config.json"), staging)
   metrics = os.path.join(workdir, "metrics.jsonl")
   if os.path.exists(metrics):
-    shutil.copy2(metrics, to)
-    run_logs.truncate_metrics(os.path.join(to, "metrics.jsonl"), step)
+    shutil.copy2(metrics, staging)
+    run_logs.truncate_metrics(os.path.join(staging, "metrics.jsonl"), step)
   record = {"step": step, "epoch": metadata.get("epoch"), "from": workdir,
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-  run_logs.write_json_atomic(os.path.join(to, "carried.json"), record)
+  run_logs.write_json_atomic(os.path.join(staging, "carried.json"), record)
+  if os.path.exists(to):  # an earlier copy: set aside, swap, then delete
+    previous = to.rstrip(os.sep) + ".previous"
+    shutil.rmtree(previous, ignore_errors=True)
+    os.replace(to, previous)
+    os.replace(staging, to)
+    shutil.rmtree(previous)
+  else:
+    os.replace(staging, to)
   return record
 
 
 def main(argv):
   if len(argv) > 1:
     raise app.UsageError(f"unexpected arguments: {argv[1:]}")
-  logging.set_verbosity(logging.WARNING)  # orbax's info lines would bury the one-line result
+  logging.set_verbosity(logging.ERROR)  # orbax's read-only notices would bury the one-line result
   try:
     record = carry(_WORKDIR.value, _TO.value)
-  except CarryError as e:
+  except (CarryError, OSError, shutil.Error) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
   print(f"carried step {record['step']} (epoch {record['epoch']}) of {_WORKDIR.value} to {_TO.value}")

@@ -6,7 +6,8 @@ run's config.json, metrics.jsonl and eval/eval.json and writes
 `OUT.json` (one record per row: model, k_train, epochs_run, test_nll,
 published_nll, ...) and `OUT.md`. With --update, the rows already in OUT.json
 stay unless a run given now has the same model (a run finished in a later
-session replaces its row; the others keep their recorded numbers and workdirs).
+session replaces its row; the others keep their recorded numbers and workdirs) and
+the rows are ordered by k (train); without it they are in the order of --runs.
 
   python experiments/table1_report.py --runs runs/table1_vae,runs/table1_k5,runs/table1_k50 \
       --out experiments/results/iwae_table1
@@ -96,8 +97,13 @@ def main(argv):
       print(f"error: --update: {_OUT.value}.json does not exist (run without --update to create it)",
             file=sys.stderr)
       sys.exit(2)
-    with open(_OUT.value + ".json") as f:
-      rows = merged(json.load(f), rows)
+    try:
+      with open(_OUT.value + ".json") as f:
+        rows = merged(json.load(f), rows)
+    except (ValueError, KeyError, TypeError) as e:
+      print(f"error: --update: {_OUT.value}.json is not a table this script wrote "
+            f"({type(e).__name__}: {e})", file=sys.stderr)
+      sys.exit(2)
   os.makedirs(os.path.dirname(_OUT.value) or ".", exist_ok=True)
   with open(_OUT.value + ".json", "w") as f:
     json.dump(rows, f, indent=2)

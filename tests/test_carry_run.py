@@ -43,12 +43,34 @@ def test_a_carried_unfinished_run_resumes_to_the_uninterrupted_result(tmp_path, 
   assert resumed["params_checksum"] == original["params_checksum"]
   assert resumed["test"] == original["test"]
 
-  # A second carry replaces the older copy (it holds carried.json).
-  proc = run_carry(to, to.parent / "again")
+  # The resumed copy has trained on (summary.json, event files): never replaced.
+  proc = run_carry(stopped, to)
+  assert proc.returncode == 2 and "is not an earlier copy" in proc.stderr
+  assert (to / "summary.json").exists()
+
+  # An earlier copy is replaced by a newer one, and nothing else is left beside it.
+  again = tmp_path / "carried" / "again"
+  assert run_carry(stopped, again).returncode == 0
+  proc = run_carry(whole, again)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  proc = run_carry(whole, to.parent / "again")
+  record = json.loads((again / "carried.json").read_text())
+  assert record["step"] == 32 and record["from"] == str(whole)
+  assert sorted(p.name for p in (again / "checkpoints").iterdir()) == ["32"]
+  assert sorted(p.name for p in again.parent.iterdir()) == ["again", "run"]
+
+
+def test_carry_skips_unfinished_and_unreadable_checkpoints(tmp_path, data_dir):
+  run = tmp_path / "run"
+  proc = run_train(run, EVERY, data_dir=data_dir)
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert json.loads((to.parent / "again" / "carried.json").read_text())["step"] == 32
+  # An orbax temporary folder of a save in progress, and a corrupt newest step.
+  (run / "checkpoints" / "40.orbax-checkpoint-tmp-1234").mkdir()
+  for f in (run / "checkpoints" / "32" / "state").rglob("*"):
+    if f.is_file() and f.parent.name == "d":
+      f.write_bytes(b"corrupt")
+  proc = run_carry(run, tmp_path / "to")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  assert json.loads((tmp_path / "to" / "carried.json").read_text())["step"] == 24
 
 
 def test_carry_refuses_to_replace_a_folder_it_did_not_write(tmp_path, data_dir):
@@ -60,13 +82,24 @@ def test_carry_refuses_to_replace_a_folder_it_did_not_write(tmp_path, data_dir):
   (precious / "notes.txt").write_text("keep me")
   proc = run_carry(run, precious)
   assert proc.returncode == 2
-  assert proc.stderr.strip() == (f"error: {precious} exists and is not a carried run "
-                                 f"(no carried.json); not replacing it")
+  assert proc.stderr.strip() == (
+      f"error: {precious} exists and is not an earlier copy (it must hold only carried.json, "
+      f"checkpoints, config.json, metrics.jsonl with one checkpoint); not replacing it")
   assert (precious / "notes.txt").read_text() == "keep me"
+  for to in (run, run / "inside", tmp_path):  # the run itself, inside it, around it
+    proc = run_carry(run, to)
+    assert proc.returncode == 2
+    assert proc.stderr.strip() == f"error: --to {to} is --workdir {run} or lies inside or around it"
+  assert (run / "summary.json").exists() and not (run / "inside").exists()
 
 
 def test_carry_of_a_folder_that_is_not_a_run_is_one_clear_line(tmp_path):
-  proc = run_carry(tmp_path, tmp_path / "to")
+  proc = run_carry(tmp_path, tmp_path.parent / "to_nothing")
   assert proc.returncode == 2
   assert proc.stderr.strip() == f"error: {tmp_path} is not a run: it has no config.json"
-  assert not (tmp_path / "to").exists()
+  (tmp_path / "config.json").write_text("{}")
+  proc = run_carry(tmp_path, tmp_path.parent / "to_nothing")
+  assert proc.returncode == 2
+  assert proc.stderr.strip() == f"error: {tmp_path} has no readable checkpoint to carry"
+  assert not (tmp_path / "checkpoints").exists()  # nothing created in the source
+  assert not (tmp_path.parent / "to_nothing").exists()

@@ -108,3 +108,7 @@ def test_table1_report_update_needs_an_existing_table(evaluated, tmp_path):
   proc = run_table1_report("--runs", str(out.parent), "--out", str(tmp_path / "table"), "--update")
   assert proc.returncode == 2
   assert "table.json does not exist" in proc.stderr
+  (tmp_path / "table.json").write_text('[{"no": "model"}]')
+  proc = run_table1_report("--runs", str(out.parent), "--out", str(tmp_path / "table"), "--update")
+  assert proc.returncode == 2
+  assert proc.stderr.strip().startswith(f"error: --update: {tmp_path / 'table'}.json is not a table")

@@ -114,6 +114,37 @@ class Checkpointer:
     self._manager.close()
 
 
+def newest_readable(directory: str) -> Optional[tuple[int, dict]]:
+  """(step, metadata) of the newest checkpoint under `directory` whose state and
+  metadata both read back, with finite state; None if there is none (or no folder).
+
+  Opens `directory` read-only and restores without a target pytree, so it needs no
+  model and never writes, creates or deletes anything there: for tools that copy or
+  inspect a run's checkpoints while the run may still be writing new ones (orbax's
+  unfinished temporary folders are not steps). A run restores with
+  `Checkpointer.restore_latest`.
+  """
+  if not os.path.isdir(directory):
+    return None
+  manager = ocp.CheckpointManager(os.path.abspath(directory),
+                                  options=ocp.CheckpointManagerOptions(read_only=True))
+  try:
+    for step in sorted(manager.all_steps(), reverse=True):
+      try:
+        out = manager.restore(step, args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(), metadata=ocp.args.JsonRestore()))
+      except Exception as e:  # corrupt or partial: try the one before
+        logging.warning("checkpoint %d in %s is unreadable (%s: %s)", step, directory,
+                        type(e).__name__, e)
+        continue
+      if _all_finite(out["state"]):
+        return step, dict(out["metadata"])
+      logging.warning("checkpoint %d in %s holds NaN/Inf", step, directory)
+    return None
+  finally:
+    manager.close()
+
+
 def _layout(tree: Any) -> dict[str, str]:
   """{leaf path: "dtype[shape]"}: what a restore into `tree` (arrays or
   jax.ShapeDtypeStruct) needs to match."""
