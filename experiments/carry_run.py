@@ -14,14 +14,15 @@ data_dir included, so use the same relative data_dir).
   mkdir -p runs && cp -r experiments/in_progress/table1_k5 runs/
   python experiments/train.py --config ... --workdir runs/table1_k5 ...   # the run's own command
 
-The folder gets carried.json (step, epoch, source workdir, date). TensorBoard event
+The folder gets carried.json (step, epoch, source workdir, newer steps skipped as
+unreadable or non-finite, date). TensorBoard event
 files are not carried (a resumed run writes new ones from the carried step).
 
 An existing --to folder is replaced only if it holds exactly what this script writes
 (carried.json, config.json, metrics.jsonl, one checkpoint), so it never deletes a
 workdir that has trained on; --to may not be --workdir or lie inside or around it.
-The copy is written beside --to and swapped into place when complete, so a failure
-leaves the previous copy as it was. Errors are one line on stderr, exit status 2.
+The copy is written into a new temporary folder beside --to and swapped into place
+when complete, so a failure leaves the previous copy as it was. Errors are one line on stderr, exit status 2.
 """
 from __future__ import annotations
 
@@ -30,6 +31,7 @@ import json
 import os
 import shutil
 import sys
+import tempfile
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
@@ -74,28 +76,34 @@ def carry(workdir: str, to: str) -> dict:
   if os.path.exists(to) and not _is_carried_copy(to):
     raise CarryError(f"{to} exists and is not an earlier copy (it must hold only "
                      f"{', '.join(sorted(CARRIED_FILES))} with one checkpoint); not replacing it")
-  newest = checkpoint.newest_readable(os.path.join(workdir, "checkpoints"))
-  if newest is None:
+  step, metadata, skipped = checkpoint.newest_readable(os.path.join(workdir, "checkpoints"))
+  if step is None:
     raise CarryError(f"{workdir} has no readable checkpoint to carry")
-  step, metadata = newest
 
-  staging = to.rstrip(os.sep) + ".carrying"
-  shutil.rmtree(staging, ignore_errors=True)  # a copy an earlier failure left half-written
-  os.makedirs(os.path.join(staging, "checkpoints"))
-  shutil.copytree(os.path.join(workdir, "checkpoints", str(step)),
-                  os.path.join(staging, "checkpoints", str(step)))
-  shutil.copy2(os.path.join(workdir, "config.json"), staging)
-  metrics = os.path.join(workdir, "metrics.jsonl")
-  if os.path.exists(metrics):
-    shutil.copy2(metrics, staging)
-    run_logs.truncate_metrics(os.path.join(staging, "metrics.jsonl"), step)
-  record = {"step": step, "epoch": metadata.get("epoch"), "from": workdir,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
-  run_logs.write_json_atomic(os.path.join(staging, "carried.json"), record)
+  # Fresh, uniquely named folders beside --to: nothing that exists is ever deleted
+  # here but --to itself (an earlier copy, checked above).
+  parent = os.path.dirname(os.path.abspath(to))
+  os.makedirs(parent, exist_ok=True)
+  staging = tempfile.mkdtemp(dir=parent, prefix=".carrying-")
+  try:
+    os.makedirs(os.path.join(staging, "checkpoints"))
+    shutil.copytree(os.path.join(workdir, "checkpoints", str(step)),
+                    os.path.join(staging, "checkpoints", str(step)))
+    shutil.copy2(os.path.join(workdir, "config.json"), staging)
+    metrics = os.path.join(workdir, "metrics.jsonl")
+    if os.path.exists(metrics):
+      shutil.copy2(metrics, staging)
+      run_logs.truncate_metrics(os.path.join(staging, "metrics.jsonl"), step)
+    record = {"step": step, "epoch": metadata.get("epoch"), "from": workdir,
+              "skipped_newer_steps": skipped,
+              "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    run_logs.write_json_atomic(os.path.join(staging, "carried.json"), record)
+  except BaseException:
+    shutil.rmtree(staging, ignore_errors=True)  # a half-written copy is never left behind
+    raise
   if os.path.exists(to):  # an earlier copy: set aside, swap, then delete
-    previous = to.rstrip(os.sep) + ".previous"
-    shutil.rmtree(previous, ignore_errors=True)
-    os.replace(to, previous)
+    previous = tempfile.mkdtemp(dir=parent, prefix=".carried-before-")
+    os.replace(to, os.path.join(previous, "copy"))
     os.replace(staging, to)
     shutil.rmtree(previous)
   else:
@@ -112,6 +120,8 @@ def main(argv):
   except (CarryError, OSError, shutil.Error) as e:
     print(f"error: {e}", file=sys.stderr)
     sys.exit(2)
+  if record["skipped_newer_steps"]:
+    print(f"skipped newer steps that did not read back finite: {record['skipped_newer_steps']}")
   print(f"carried step {record['step']} (epoch {record['epoch']}) of {_WORKDIR.value} to {_TO.value}")
   print(json.dumps(record))
 

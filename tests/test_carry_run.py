@@ -4,6 +4,8 @@ import shutil
 import subprocess
 import sys
 
+import pytest
+
 from conftest import REPO
 from test_train_script import run_train
 
@@ -11,15 +13,22 @@ CARRY = [sys.executable, str(REPO / "experiments" / "carry_run.py")]
 EVERY = "--config.checkpoint_every=8"  # the smoke run is 32 steps: checkpoints 16, 24, 32 kept
 
 
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory, data_dir):
+  """One finished smoke run (checkpoints 16, 24, 32); tests work on copies of it."""
+  workdir = tmp_path_factory.mktemp("carry") / "whole"
+  proc = run_train(workdir, EVERY, data_dir=data_dir)
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  return workdir
+
+
 def run_carry(workdir, to):
   return subprocess.run(CARRY + ["--workdir", str(workdir), "--to", str(to)],
                         capture_output=True, text=True, timeout=120, cwd=REPO)
 
 
-def test_a_carried_unfinished_run_resumes_to_the_uninterrupted_result(tmp_path, data_dir):
-  whole = tmp_path / "whole"
-  proc = run_train(whole, EVERY, data_dir=data_dir)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+def test_a_carried_unfinished_run_resumes_to_the_uninterrupted_result(trained, tmp_path, data_dir):
+  whole = trained
   # The same run stopped after step 24: its last checkpoint removed, as if killed before it.
   stopped = tmp_path / "stopped"
   shutil.copytree(whole, stopped)
@@ -59,10 +68,9 @@ def test_a_carried_unfinished_run_resumes_to_the_uninterrupted_result(tmp_path, 
   assert sorted(p.name for p in again.parent.iterdir()) == ["again", "run"]
 
 
-def test_carry_skips_unfinished_and_unreadable_checkpoints(tmp_path, data_dir):
+def test_carry_skips_unfinished_and_unreadable_checkpoints(trained, tmp_path):
   run = tmp_path / "run"
-  proc = run_train(run, EVERY, data_dir=data_dir)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  shutil.copytree(trained, run)
   # An orbax temporary folder of a save in progress, and a corrupt newest step.
   (run / "checkpoints" / "40.orbax-checkpoint-tmp-1234").mkdir()
   for f in (run / "checkpoints" / "32" / "state").rglob("*"):
@@ -70,13 +78,14 @@ def test_carry_skips_unfinished_and_unreadable_checkpoints(tmp_path, data_dir):
       f.write_bytes(b"corrupt")
   proc = run_carry(run, tmp_path / "to")
   assert proc.returncode == 0, proc.stderr[-3000:]
-  assert json.loads((tmp_path / "to" / "carried.json").read_text())["step"] == 24
+  record = json.loads((tmp_path / "to" / "carried.json").read_text())
+  assert record["step"] == 24 and record["skipped_newer_steps"] == [32]
+  assert "skipped newer steps that did not read back finite: [32]" in proc.stdout
 
 
-def test_carry_refuses_to_replace_a_folder_it_did_not_write(tmp_path, data_dir):
+def test_carry_refuses_to_replace_a_folder_it_did_not_write(trained, tmp_path):
   run = tmp_path / "run"
-  proc = run_train(run, EVERY, data_dir=data_dir)
-  assert proc.returncode == 0, proc.stderr[-3000:]
+  shutil.copytree(trained, run)
   precious = tmp_path / "precious"
   precious.mkdir()
   (precious / "notes.txt").write_text("keep me")

@@ -114,9 +114,11 @@ class Checkpointer:
     self._manager.close()
 
 
-def newest_readable(directory: str) -> Optional[tuple[int, dict]]:
-  """(step, metadata) of the newest checkpoint under `directory` whose state and
-  metadata both read back, with finite state; None if there is none (or no folder).
+def newest_readable(directory: str) -> tuple[Optional[int], dict, list[int]]:
+  """(step, metadata, skipped) for the newest checkpoint under `directory` whose
+  state and metadata both read back, with finite state; `skipped` lists the newer
+  steps that did not. step is None (metadata {}) if no step reads back or there is
+  no folder.
 
   Opens `directory` read-only and restores without a target pytree, so it needs no
   model and never writes, creates or deletes anything there: for tools that copy or
@@ -125,9 +127,10 @@ def newest_readable(directory: str) -> Optional[tuple[int, dict]]:
   `Checkpointer.restore_latest`.
   """
   if not os.path.isdir(directory):
-    return None
+    return None, {}, []
   manager = ocp.CheckpointManager(os.path.abspath(directory),
                                   options=ocp.CheckpointManagerOptions(read_only=True))
+  skipped = []
   try:
     for step in sorted(manager.all_steps(), reverse=True):
       try:
@@ -136,11 +139,13 @@ def newest_readable(directory: str) -> Optional[tuple[int, dict]]:
       except Exception as e:  # corrupt or partial: try the one before
         logging.warning("checkpoint %d in %s is unreadable (%s: %s)", step, directory,
                         type(e).__name__, e)
+        skipped.append(step)
         continue
       if _all_finite(out["state"]):
-        return step, dict(out["metadata"])
+        return step, dict(out["metadata"]), skipped
       logging.warning("checkpoint %d in %s holds NaN/Inf", step, directory)
-    return None
+      skipped.append(step)
+    return None, {}, skipped
   finally:
     manager.close()
 
