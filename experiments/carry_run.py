@@ -15,14 +15,15 @@ data_dir included, so use the same relative data_dir).
   python experiments/train.py --config ... --workdir runs/table1_k5 ...   # the run's own command
 
 The folder gets carried.json (step, epoch, source workdir, newer steps skipped as
-unreadable or non-finite, date). TensorBoard event
-files are not carried (a resumed run writes new ones from the carried step).
+unreadable or non-finite, date). TensorBoard event files are not carried (a resumed
+run writes new ones from the carried step).
 
 An existing --to folder is replaced only if it holds exactly what this script writes
 (carried.json, config.json, metrics.jsonl, one checkpoint), so it never deletes a
 workdir that has trained on; --to may not be --workdir or lie inside or around it.
 The copy is written into a new temporary folder beside --to and swapped into place
-when complete, so a failure leaves the previous copy as it was. Errors are one line on stderr, exit status 2.
+when complete, so a failure leaves the previous copy as it was. Errors are one line
+on stderr, exit status 2.
 """
 from __future__ import annotations
 
@@ -62,7 +63,7 @@ def carry(workdir: str, to: str) -> dict:
   """Copies `workdir`'s newest readable checkpoint, config and metrics into `to`.
 
   Returns:
-    carried.json's record: {"step", "epoch", "from", "date"}.
+    carried.json's record: {"step", "epoch", "from", "skipped_newer_steps", "date"}.
   Raises:
     CarryError: `workdir` is not a run or has no readable checkpoint; `to` is, holds
       or lies inside `workdir`; `to` exists and is not an earlier copy.
