@@ -131,8 +131,9 @@ def main():
     sys.exit("error: needs PyTorch (pip install torch), or pass --no-torch")
   images = common.synthetic_images()
   num_params = sum(p.size for p in jax.tree_util.tree_leaves(reference_params()[1]))
-  adam_ms = optimizer_only_ms()
-  bandwidth = bandwidth_gb_per_sec(num_params)
+  # --repeats: median of that many timings, each of 100 updates (or iterations).
+  adam_ms = optimizer_only_ms(repeats=args.repeats)
+  bandwidth = bandwidth_gb_per_sec(num_params, repeats=args.repeats)
   print(f"guard + Adam alone: {adam_ms:.3f} ms per update; bandwidth {bandwidth:.1f} GB/s "
         f"on {num_params:,}-float arrays", flush=True)
   peak_before = step_throughput.matmul_peak(jnp.float32, gflop=args.roofline_gflop)

@@ -26,8 +26,10 @@ def _env(devices, model="vae"):
   return env
 
 
-def _worker(mode, out, devices=8, extra=(), timeout=300, model="vae"):
-  return subprocess.Popen([sys.executable, WORKER, mode, "10", str(out), *extra],
+def _worker(modes, out_dir, devices=8, extra=(), model="vae"):
+  """Starts one worker process training `model` in each of `modes` (comma-separated);
+  it writes out_dir/MODE.npz."""
+  return subprocess.Popen([sys.executable, WORKER, modes, "10", str(out_dir), *extra],
                           env=_env(devices, model), cwd=REPO, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
 
@@ -39,6 +41,12 @@ def _finish(proc, timeout=300):
     proc.kill()
   assert proc.returncode == 0, err[-3000:]
   return out
+
+
+def _train_modes(out_dir, model="vae", modes=("none", "pmap", "sharding")):
+  """{mode: flattened params and metric sums} of `model` after 10 steps in each mode."""
+  _finish(_worker(",".join(modes), out_dir, model=model))
+  return {mode: _params(out_dir / f"{mode}.npz") for mode in modes}
 
 
 def _params(path):
@@ -55,28 +63,17 @@ def _assert_same(a, b, atol=2e-5):
 
 
 @pytest.fixture(scope="module")
-def single_device(tmp_path_factory):
-  out = tmp_path_factory.mktemp("none") / "none.npz"
-  _finish(_worker("none", out))
-  return _params(out)
+def vae_modes(tmp_path_factory):
+  return _train_modes(tmp_path_factory.mktemp("vae"))
 
 
-@pytest.fixture(scope="module")
-def single_device_cvae(tmp_path_factory):
-  out = tmp_path_factory.mktemp("none_cvae") / "none.npz"
-  _finish(_worker("none", out, model="cvae"))
-  return _params(out)
-
-
-def test_cvae_on_eight_devices_matches_one_device(single_device_cvae, tmp_path):
+def test_cvae_on_eight_devices_matches_one_device(tmp_path):
   """Labelled batches (a pytree) through both parallel paths; the learned prior trains."""
-  procs = {mode: _worker(mode, tmp_path / f"{mode}.npz", model="cvae")
-           for mode in ("pmap", "sharding")}
-  for mode, proc in procs.items():
-    _finish(proc)
-    result = _params(tmp_path / f"{mode}.npz")
-    assert int(result["devices"]) == 8 and int(result["step"]) == 10
-    _assert_same(result, single_device_cvae)
+  results = _train_modes(tmp_path, model="cvae")
+  single_device_cvae = results["none"]
+  for mode in ("pmap", "sharding"):
+    assert int(results[mode]["devices"]) == 8 and int(results[mode]["step"]) == 10
+    _assert_same(results[mode], single_device_cvae)
   import jax
   from vaejax.models import cvae
   init = cvae.make_cvae(architecture="mlp", image_shape=(8, 8, 1), latent_dim=4, hidden=(32,),
@@ -89,14 +86,11 @@ def test_cvae_on_eight_devices_matches_one_device(single_device_cvae, tmp_path):
 def test_vqvae_ema_codebook_on_eight_devices_matches_one_device(tmp_path):
   """The EMA statistics come from the global batch (gathered over devices), so the
   codebook state, restarts included, is the single device's."""
-  procs = {mode: _worker(mode, tmp_path / f"{mode}.npz", model="vqvae")
-           for mode in ("none", "pmap", "sharding")}
-  for proc in procs.values():
-    _finish(proc)
-  single = _params(tmp_path / "none.npz")
+  results = _train_modes(tmp_path, model="vqvae")
+  single = results["none"]
   assert float(single["metric/restarts"]) > 0  # restarts happened in the compared steps
   for mode in ("pmap", "sharding"):
-    result = _params(tmp_path / f"{mode}.npz")
+    result = results[mode]
     assert int(result["devices"]) == 8 and int(result["step"]) == 10
     _assert_same(result, single)
 
@@ -106,16 +100,13 @@ def test_prior_matching_autoencoders_on_eight_devices_match_one_device(model, tm
   """The AAE's three phases each average their gradient over devices; the WAE's
   MMD term gathers the codes of the global batch (pmap) or sees it whole
   (sharding): both give the single-device params."""
-  procs = {mode: _worker(mode, tmp_path / f"{mode}.npz", model=model)
-           for mode in ("none", "pmap", "sharding")}
-  for proc in procs.values():
-    _finish(proc)
-  single = _params(tmp_path / "none.npz")
+  results = _train_modes(tmp_path, model=model)
+  single = results["none"]
   assert np.isfinite(float(single["metric/loss"]))
   key = "metric/discriminator_accuracy" if model == "aae" else "metric/mmd"
   assert key in single
   for mode in ("pmap", "sharding"):
-    result = _params(tmp_path / f"{mode}.npz")
+    result = results[mode]
     assert int(result["devices"]) == 8 and int(result["step"]) == 10
     _assert_same(result, single)
 
@@ -124,14 +115,11 @@ def test_prior_matching_autoencoders_on_eight_devices_match_one_device(model, tm
 def test_multimodal_vaes_on_eight_devices_match_one_device(model, tmp_path):
   """MVAE's sub-sampled ELBO, MMVAE's stratified IWAE with DReG and MoPoE's ELBO are
   per-example objectives: pmap and sharding give the single-device params."""
-  procs = {mode: _worker(mode, tmp_path / f"{mode}.npz", model=model)
-           for mode in ("none", "pmap", "sharding")}
-  for proc in procs.values():
-    _finish(proc)
-  single = _params(tmp_path / "none.npz")
+  results = _train_modes(tmp_path, model=model)
+  single = results["none"]
   assert np.isfinite(float(single["metric/loss"])) and "metric/neg_elbo" in single
   for mode in ("pmap", "sharding"):
-    result = _params(tmp_path / f"{mode}.npz")
+    result = results[mode]
     assert int(result["devices"]) == 8 and int(result["step"]) == 10
     _assert_same(result, single)
 
@@ -139,15 +127,12 @@ def test_multimodal_vaes_on_eight_devices_match_one_device(model, tmp_path):
 def test_sequence_vae_with_word_dropout_on_eight_devices_matches_one_device(tmp_path):
   """The GRU sequence VAE's IWAE step, with each example's dropped decoder inputs
   keyed by its global index: pmap and sharding give the single-device params."""
-  procs = {mode: _worker(mode, tmp_path / f"{mode}.npz", model="seqvae")
-           for mode in ("none", "pmap", "sharding")}
-  for proc in procs.values():
-    _finish(proc)
-  single = _params(tmp_path / "none.npz")
+  results = _train_modes(tmp_path, model="seqvae")
+  single = results["none"]
   assert np.isfinite(float(single["metric/loss"]))
   assert any("decoder" in k and "cell" in k for k in single)
   for mode in ("pmap", "sharding"):
-    result = _params(tmp_path / f"{mode}.npz")
+    result = results[mode]
     assert int(result["devices"]) == 8 and int(result["step"]) == 10
     # Gradients summed over 8 time steps in another order: one GRU weight in 256
     # drifted 1.7e-4 in 10 Adam steps at lr 1e-2 (Adam rescales near-zero gradients).
@@ -156,12 +141,10 @@ def test_sequence_vae_with_word_dropout_on_eight_devices_matches_one_device(tmp_
 
 
 @pytest.mark.parametrize("mode", ["pmap", "sharding"])
-def test_eight_devices_match_one_device(mode, single_device, tmp_path):
-  out = tmp_path / f"{mode}.npz"
-  _finish(_worker(mode, out))
-  result = _params(out)
+def test_eight_devices_match_one_device(mode, vae_modes):
+  result = vae_modes[mode]
   assert int(result["devices"]) == 8 and int(result["step"]) == 10
-  _assert_same(result, single_device)
+  _assert_same(result, vae_modes["none"])
   # And the run actually trained: the params moved away from the shared init.
   assert any(np.abs(v).sum() > 0 for k, v in result.items() if k.startswith("['decoder']"))
 
@@ -173,18 +156,17 @@ def _free_port():
 
 
 @pytest.mark.parametrize("mode", ["pmap", "sharding"])
-def test_two_processes_through_jax_distributed_match_one_process(mode, single_device, tmp_path):
+def test_two_processes_through_jax_distributed_match_one_process(mode, vae_modes, tmp_path):
   address = f"127.0.0.1:{_free_port()}"
-  procs = [_worker(mode, tmp_path / f"p{i}.npz", devices=4, extra=(address, "2", str(i)))
-           for i in range(2)]
+  procs = [_worker(mode, tmp_path, devices=4, extra=(address, "2", str(i))) for i in range(2)]
   outs = [_finish(p, timeout=240) for p in procs]
-  p0, p1 = _params(tmp_path / "p0.npz"), _params(tmp_path / "p1.npz")
+  p0, p1 = _params(tmp_path / f"{mode}_p0.npz"), _params(tmp_path / f"{mode}_p1.npz")
   assert int(p0["devices"]) == 8
   for k in p0:  # the two processes hold bit-identical params
     np.testing.assert_array_equal(p0[k], p1[k], err_msg=k)
   assert [l.split()[2] for o in outs for l in o.splitlines() if l.startswith("checksum")][0] == \
       [l.split()[2] for o in outs for l in o.splitlines() if l.startswith("checksum")][1]
-  _assert_same(p0, single_device)
+  _assert_same(p0, vae_modes["none"])
 
 
 @pytest.fixture(scope="module")
