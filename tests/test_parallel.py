@@ -28,7 +28,7 @@ def _env(devices, model="vae"):
 
 def _worker(modes, out_dir, devices=8, extra=(), model="vae"):
   """Starts one worker process training `model` in each of `modes` (comma-separated);
-  it writes out_dir/MODE.npz."""
+  it writes out_dir/MODE.npz (MODE_pID.npz as process ID of a jax.distributed run)."""
   return subprocess.Popen([sys.executable, WORKER, modes, "10", str(out_dir), *extra],
                           env=_env(devices, model), cwd=REPO, stdout=subprocess.PIPE,
                           stderr=subprocess.PIPE, text=True)
