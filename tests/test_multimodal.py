@@ -235,6 +235,17 @@ def test_partners_share_only_the_class():
     paired_digits.partner_images(images[:, :14], labels, seed=0)
 
 
+def test_integer_blend_equals_the_float32_formula_for_every_pixel_pair():
+  """The partner data sets were first made with float32 arithmetic; the integer blend
+  must give the same bytes, so every (background, stroke) pair is compared."""
+  grey = np.arange(256, dtype=np.uint8)[:, None]
+  stroke = np.arange(256, dtype=np.uint8)[None, :]
+  g, s = grey.astype(np.float32), stroke.astype(np.float32) / 255.0
+  expected = np.round(g * (1 - s) + (255 - g) * s).astype(np.uint8)
+  np.testing.assert_array_equal(paired_digits.blend(grey, stroke), expected)
+  assert paired_digits.blend(grey, stroke).dtype == np.uint8
+
+
 def test_partner_is_another_image_of_the_same_class():
   """Stroke images that are one-hot per example reveal the partner index."""
   n = 30

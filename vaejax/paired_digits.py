@@ -77,13 +77,20 @@ def partner_images(images: np.ndarray, labels: np.ndarray, *, seed: int,
   crops = np.lib.stride_tricks.sliding_window_view(bank, (28, 28), axis=(1, 2))
   background = np.moveaxis(crops[which, top, left], 1, -1)  # uint8 [N, 28, 28, 3]
   out = np.empty(background.shape, np.uint8)
-  # In chunks: the float32 arithmetic of a whole split allocates gigabytes and is
-  # about 5x slower; per element it is the same computation.
-  for i in range(0, len(labels), _CHUNK):
-    grey = background[i:i + _CHUNK].astype(np.float32)
-    stroke = images[partner[i:i + _CHUNK]].astype(np.float32) / 255.0
-    out[i:i + _CHUNK] = np.round(grey * (1 - stroke) + (255 - grey) * stroke).astype(np.uint8)
+  for i in range(0, len(labels), _CHUNK):  # in chunks: a whole split's int32 is gigabytes
+    out[i:i + _CHUNK] = blend(background[i:i + _CHUNK], images[partner[i:i + _CHUNK]])
   return out
+
+
+def blend(background: np.ndarray, stroke: np.ndarray) -> np.ndarray:
+  """Each pixel round(g (1 - s) + (255 - g) s) for background g and stroke s / 255
+  (uint8 arrays that broadcast): the background where there is no stroke, its
+  inverted colour where the stroke is full. Integer arithmetic, rounding half up:
+  equal, for all 256 x 256 pairs (tested), to the float32 formula the data sets were
+  first made with, and twice as fast."""
+  g, s = background.astype(np.int32), stroke.astype(np.int32)
+  # round(x / 255) for x = 255 g + (255 - 2 g) s >= 0; x / 255 is never a half integer.
+  return ((2 * (255 * g + (255 - 2 * g) * s) + 255) // 510).astype(np.uint8)
 
 
 def load_svhn(split: str, data_dir=None) -> tuple[np.ndarray, np.ndarray]:
