@@ -40,6 +40,21 @@ def test_base_config_is_valid():
   config_lib.validate(config_lib.base_config())
 
 
+def test_smoke_config_applies_the_shared_sizes_then_the_overrides_and_names_a_missing_key(
+    tmp_path):
+  full = tmp_path / "full.py"
+  full.write_text("from vaejax.config import base_config\n\n\ndef get_config():\n"
+                  "  c = base_config()\n  c.hidden = (500, 500)\n  c.latent_dim = 50\n"
+                  "  return c\n")
+  smoke = config_lib.smoke_config(str(full), latent_dim=3, checkpoint_every=16)
+  assert smoke.hidden == config_lib.SMOKE_SIZES["hidden"]
+  assert smoke.train_subset == config_lib.SMOKE_SIZES["train_subset"]
+  assert (smoke.latent_dim, smoke.checkpoint_every) == (3, 16)
+  config_lib.validate(smoke)
+  with pytest.raises(config_lib.ConfigError, match=r"full.py has no key 'latent_dims_typo'"):
+    config_lib.smoke_config(str(full), latent_dims_typo=3)
+
+
 def test_burda_learning_rate_schedule():
   from vaejax import experiment
   config = config_lib.load_config_file(

@@ -152,6 +152,25 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
   return module.get_config()
 
 
+# The sizes most smoke configs share: a 2,048-example slice, one epoch of 32 steps.
+SMOKE_SIZES = dict(train_subset=2048, eval_subset=500, hidden=(64,), batch_size=64, epochs=1,
+                   log_every=8, checkpoint_every=32, eval_batch_size=250, num_image_samples=16)
+
+
+def smoke_config(full_config_path: str, **overrides) -> ml_collections.ConfigDict:
+  """The config file at `full_config_path` at smoke sizes: SMOKE_SIZES, then `overrides`.
+
+  Raises ConfigError naming a key the config does not have (a typo would otherwise
+  add a key nothing reads).
+  """
+  config = load_config_file(full_config_path)
+  for key, value in {**SMOKE_SIZES, **overrides}.items():
+    if key not in config:
+      raise ConfigError(f"smoke_config: {os.path.basename(full_config_path)} has no key {key!r}")
+    config[key] = value
+  return config
+
+
 def validate(config: ml_collections.ConfigDict, *, num_devices: int = 1) -> None:
   """Raises ConfigError naming the first invalid value."""
   choice(config, "dataset", data.DATASETS)

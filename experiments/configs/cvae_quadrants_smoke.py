@@ -1,19 +1,11 @@
 """cvae_quadrants.py on a slice of MNIST, sized to run in seconds."""
 import os
 
-from vaejax.config import load_config_file
+from vaejax.config import smoke_config
 
 
 def get_config():
-  config = load_config_file(os.path.join(os.path.dirname(__file__), "cvae_quadrants.py"))
-  config.train_subset = 2048
-  config.eval_subset = 500
-  config.hidden = (64,)
-  config.latent_dim = 8
-  config.batch_size = 64
-  config.epochs = 1
-  config.log_every = 8
-  config.checkpoint_every = 16
-  config.eval_batch_size = 250
-  config.eval_importance_samples = 20
-  return config
+  return smoke_config(os.path.join(os.path.dirname(__file__), "cvae_quadrants.py"),
+                      latent_dim=8,
+                      checkpoint_every=16,
+                      eval_importance_samples=20)

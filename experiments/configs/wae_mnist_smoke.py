@@ -1,18 +1,8 @@
 """wae_mnist.py on a slice of MNIST, sized to run in seconds."""
 import os
 
-from vaejax.config import load_config_file
+from vaejax.config import smoke_config
 
 
 def get_config():
-  config = load_config_file(os.path.join(os.path.dirname(__file__), "wae_mnist.py"))
-  config.train_subset = 2048
-  config.eval_subset = 500
-  config.hidden = (64,)
-  config.batch_size = 64
-  config.epochs = 1
-  config.log_every = 8
-  config.checkpoint_every = 32
-  config.eval_batch_size = 250
-  config.num_image_samples = 16
-  return config
+  return smoke_config(os.path.join(os.path.dirname(__file__), "wae_mnist.py"))
