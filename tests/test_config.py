@@ -51,7 +51,7 @@ def test_smoke_config_applies_the_shared_sizes_then_the_overrides_and_names_a_mi
   assert smoke.train_subset == config_lib.SMOKE_SIZES["train_subset"]
   assert (smoke.latent_dim, smoke.checkpoint_every) == (3, 16)
   config_lib.validate(smoke)
-  with pytest.raises(config_lib.ConfigError, match=r"full.py has no key 'latent_dims_typo'"):
+  with pytest.raises(config_lib.ConfigError, match=r"full\.py has no key 'latent_dims_typo'"):
     config_lib.smoke_config(str(full), latent_dims_typo=3)
 
 
