@@ -103,6 +103,44 @@ def test_table1_report_update_replaces_only_the_same_model(evaluated, tmp_path):
   assert rows[0]["test_nll"] == result["test"]["nll"] and rows[1] == kept
 
 
+def _hierarchical_run(workdir, model, objective, k_train, nll):
+  """A workdir as train.py and evaluate.py leave it for a two-layer run (no training)."""
+  (workdir / "eval").mkdir(parents=True)
+  (workdir / "config.json").write_text(json.dumps(
+      {"model": model, "latent_dims": [100, 50], "objective": objective, "num_samples": k_train}))
+  (workdir / "metrics.jsonl").write_text(json.dumps({"step": 600, "epoch": 200.0}) + "\n")
+  (workdir / "eval" / "eval.json").write_text(json.dumps({
+      "checkpoint_step": 600, "k": 5000, "examples": 2000, "active_units": 29,
+      "test": {"nll": nll, "nll_stderr": 0.5, "neg_elbo": nll + 4},
+      "layers": [{"units": 100, "active_units": 21, "kl": 15.0},
+                 {"units": 50, "active_units": 8, "kl": 9.0}]}))
+  return workdir
+
+
+def test_table1_report_names_two_layer_rows_with_their_published_numbers_and_layers(
+    evaluated, tmp_path):
+  runs = [_hierarchical_run(tmp_path / "iwae5", "hvae", "iwae", 5, 83.5),
+          _hierarchical_run(tmp_path / "ladder", "ladder", "elbo", 1, 84.0),
+          _hierarchical_run(tmp_path / "vae", "hvae", "elbo", 1, 84.5)]
+  out = tmp_path / "table"
+  proc = run_table1_report("--runs", ",".join(map(str, runs)), "--out", str(out))
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  rows = {r["model"]: r for r in json.loads(out.with_suffix(".json").read_text())}
+  assert set(rows) == {"2-layer IWAE (k=5)", "2-layer ladder VAE (k=1)", "2-layer VAE (k=1)"}
+  assert rows["2-layer IWAE (k=5)"]["published_nll"] == 83.89
+  assert rows["2-layer VAE (k=1)"]["published_nll"] == 85.33
+  assert rows["2-layer ladder VAE (k=1)"]["published_nll"] is None
+  assert [layer["active_units"] for layer in rows["2-layer VAE (k=1)"]["layers"]] == [21, 8]
+  table = out.with_suffix(".md").read_text()
+  assert "| 2-layer IWAE (k=5) | 5 | 200 / 3280 | 83.50 +- 0.50 | 2000 | 21 + 8 | 83.89 | -0.39 |" in table
+  # --update with a one-layer run: its row sorts before the two-layer rows.
+  proc = run_table1_report("--runs", str(evaluated[0].parent), "--out", str(out), "--update")
+  assert proc.returncode == 0, proc.stderr[-3000:]
+  models = [r["model"] for r in json.loads(out.with_suffix(".json").read_text())]
+  assert models[0] == "VAE (k=1)" and models[1:3] == ["2-layer VAE (k=1)", "2-layer ladder VAE (k=1)"]
+  assert models[3] == "2-layer IWAE (k=5)"
+
+
 def test_table1_report_update_needs_an_existing_table(evaluated, tmp_path):
   out, _ = evaluated
   proc = run_table1_report("--runs", str(out.parent), "--out", str(tmp_path / "table"), "--update")
