@@ -58,7 +58,6 @@ def pictures(out, model, params, examples, labels, activity, key):
   decode = jax.jit(jax.vmap(lambda x, z: model.mean_image(params, x, z)))
   encode = jax.jit(jax.vmap(lambda x: model.posterior(params, x).mean))
   take = lambda idx: jax.tree_util.tree_map(lambda a: a[jnp.asarray(idx)], examples)  # noqa: E731
-  repeat = lambda i, n: take(np.full(n, i))  # noqa: E731
   images = examples["image"]
   n, d = len(images), model.latent_dim
   picks = take(np.arange(0, n, max(1, n // 64))[:64])
@@ -81,17 +80,15 @@ def pictures(out, model, params, examples, labels, activity, key):
   viz.save_grid(os.path.join(out, "interpolations.png"),
                 strips.reshape((-1,) + strips.shape[2:]), cols=10)
   # Traversals over [-3, 3] of the most active dimensions, from one test digit's mean.
-  z = encode(take([0]))[0]
+  first = jax.tree_util.tree_map(lambda a: a[0], examples)
   dims = np.argsort(-np.asarray(activity))[: min(10, d)]
-  values = jnp.linspace(-3.0, 3.0, 9)
-  rows = [np.asarray(decode(repeat(0, 9), jnp.tile(z, (9, 1)).at[:, i].set(values))) for i in dims]
-  viz.save_grid(os.path.join(out, "traversals.png"), np.concatenate(rows), cols=9)
-  if d == 2:  # the learned manifold: decoded means over a grid of z
-    g = jnp.linspace(-3.0, 3.0, 15)
-    # Row i, column j decodes z = (g[j], g[::-1][i]): z[0] across, z[1] up, as in the scatter.
-    grid = jnp.stack(jnp.meshgrid(g, g[::-1]), -1).reshape(-1, 2)
-    viz.save_grid(os.path.join(out, "manifold.png"), np.asarray(decode(repeat(0, 225), grid)),
-                  cols=15)
+  rows = batched.traverse(model, params, first, dims=dims, values=np.linspace(-3.0, 3.0, 9))
+  viz.save_grid(os.path.join(out, "traversals.png"),
+                np.asarray(rows).reshape((-1,) + rows.shape[2:]), cols=9)
+  if d == 2:  # the learned manifold: decoded means over a grid of z, laid out as the scatter
+    grid = batched.decode_grid(model, params, low=-3.0, high=3.0, num=15, x=first)
+    viz.save_grid(os.path.join(out, "manifold.png"),
+                  np.asarray(grid).reshape((-1,) + grid.shape[2:]), cols=15)
 
 
 def main(argv):

@@ -198,6 +198,7 @@ def traversal(opts: Options, workdirs: list[str], key) -> dict:
   import jax.numpy as jnp
   import numpy as np
   from vaejax import evaluate, plots
+  from vaejax.models import batched
   del key  # deterministic: posterior means and fixed sweeps
   for workdir in workdirs:
     saved = _saved_config(workdir)
@@ -215,10 +216,7 @@ def traversal(opts: Options, workdirs: list[str], key) -> dict:
     kl = np.asarray(stats["kl_per_dim"], np.float64)
     dims = np.argsort(-kl, kind="stable")[: min(opts.num_dims, model.latent_dim)]
     x = jax.tree_util.tree_map(lambda a: a[opts.test_index], examples)
-    z = stats["posterior_means"][opts.test_index]
-    sweep = jax.vmap(lambda d: jnp.tile(z, (len(values), 1)).at[:, d].set(values))(dims)
-    decode = jax.vmap(jax.vmap(lambda zz: model.mean_image(params, x, zz)))
-    images = np.asarray(decode(sweep))  # [D, S, H, W, C]
+    images = np.asarray(batched.traverse(model, params, x, dims=dims, values=values))
     title = _traversal_title(config)
     panels.append({"title": title, "images": images, "values": np.asarray(values),
                    "dims": dims, "kl_per_dim": kl})
@@ -244,9 +242,9 @@ def _coverage(codes, lo: float, hi: float, bins: int = 30) -> float:
 def ae_vs_vae(opts: Options, workdirs: list[str], key) -> dict:
   """ae_vs_vae.png: per model, codes [N, 2], manifold [grid, grid, H, W, C], prior draws."""
   import jax
-  import jax.numpy as jnp
   import numpy as np
   from vaejax import estimators, evaluate, plots
+  from vaejax.models import batched
   roles = ("AE", "VAE")
   for role, workdir in zip(roles, workdirs):
     saved = _saved_config(workdir)
@@ -267,14 +265,8 @@ def ae_vs_vae(opts: Options, workdirs: list[str], key) -> dict:
       hi = float(np.percentile(codes, 99.5, axis=0).max())
       if hi - lo < 1e-3:  # collapsed codes: still a grid with some width
         lo, hi = lo - 1.0, hi + 1.0
-    xs = np.linspace(lo, hi, opts.grid)
-    # manifold[i, j] at z = (x_j, y_i): x rises left to right, y falls top to bottom.
-    grid_z = np.stack(np.meshgrid(xs, xs[::-1]), -1).reshape(-1, 2)
-    blank = {"image": jnp.zeros(model.image_shape)}  # an unconditional decoder reads no pixel
-    decode = jax.vmap(lambda z: model.mean_image(params, blank, z))
-    manifold = np.asarray(decode(jnp.asarray(grid_z, jnp.float32))).reshape(
-        (opts.grid, opts.grid) + model.image_shape)
-    samples = np.asarray(decode(prior_z))
+    manifold = np.asarray(batched.decode_grid(model, params, low=lo, high=hi, num=opts.grid))
+    samples = np.asarray(batched.decode(model, params, prior_z))
     # -log p(x | z = encoder mean): the reconstruction score both models share.
     recon = evaluate.evaluate_dataset(model, estimators.make_estimator("ae").per_example, params,
                                       examples, key=key, batch_size=min(1000, len(test)))["recon"]

@@ -1,4 +1,5 @@
-"""vaejax.models.batched: encode/decode/sample/reconstruct/interpolate on any model."""
+"""vaejax.models.batched: encode/decode/sample/reconstruct/interpolate/traverse/decode_grid
+on any model."""
 import functools
 
 import chex
@@ -66,6 +67,34 @@ def test_reconstruct_and_interpolation_ends(vae):
   assert not np.allclose(drawn, recon0)
 
 
+def test_traverse_sweeps_one_dimension_of_the_posterior_mean_per_row(label_cvae):
+  model, params = label_cvae
+  x = {"image": _images(1)[0], "label": jnp.int32(7)}
+  values = np.linspace(-2.0, 2.0, 5)
+  rows = batched.traverse(model, params, x, dims=[2, 0], values=values)
+  assert rows.shape == (2, 5) + SHAPE
+  mean = model.posterior(params, x).mean
+  for r, d in enumerate((2, 0)):
+    for s, v in enumerate(values):
+      z = mean.at[d].set(v)
+      np.testing.assert_allclose(rows[r, s], model.mean_image(params, x, z), rtol=1e-5, atol=1e-6)
+  other = batched.traverse(model, params, dict(x, label=jnp.int32(1)), dims=[2], values=values)
+  assert not np.allclose(other[0], rows[0])  # decoded under x's own label
+
+
+def test_decode_grid_lays_z0_across_and_z1_up(vae):
+  model = models.make_vae(architecture="mlp", image_shape=SHAPE, latent_dim=2, hidden=(16,))
+  params = model.init(jax.random.PRNGKey(4))
+  grid = batched.decode_grid(model, params, low=-2.0, high=2.0, num=3)
+  assert grid.shape == (3, 3) + SHAPE
+  for i, z1 in enumerate((2.0, 0.0, -2.0)):  # top row: the largest z[1]
+    for j, z0 in enumerate((-2.0, 0.0, 2.0)):
+      expected = model.mean_image(params, None, jnp.array([z0, z1], jnp.float32))
+      np.testing.assert_allclose(grid[i, j], expected, rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="needs a 2-D latent, the model's has 3"):
+    batched.decode_grid(*vae, low=-1.0, high=1.0, num=2)
+
+
 def test_deterministic_and_discrete_encoders_give_point_masses():
   """The AAE's deterministic encoder and the VQ-VAE's nearest codes encode to a
   PointMass; reconstructions decode its value; interpolation runs between AAE
@@ -86,6 +115,8 @@ def test_deterministic_and_discrete_encoders_give_point_masses():
   assert q.mean.dtype == jnp.int32 and q.mean.shape == (3, 4)  # a 2 x 2 grid of code indices
   with pytest.raises(ValueError, match="discrete"):
     batched.interpolate(vq, params, x, x, num_steps=3)
+  with pytest.raises(ValueError, match=r"traverse: the model's latents are discrete"):
+    batched.traverse(vq, params, x[0], dims=[0], values=[0.0, 1.0])
   aae_params = aae.init(jax.random.PRNGKey(0))
   path = batched.interpolate(aae, aae_params, _images(3), _images(3, seed=1), num_steps=3)
   np.testing.assert_allclose(path[:, 0], batched.reconstruct(aae, aae_params, _images(3)),

@@ -80,6 +80,14 @@ def test_run_methods_give_documented_shapes_and_ranges(trained_run):
   assert path.shape == (4, 5, 28, 28, 1)
   np.testing.assert_allclose(path[:, 0], recon, rtol=1e-5, atol=1e-6)
   np.testing.assert_allclose(path[:, -1], recon[::-1], rtol=1e-5, atol=1e-6)
+  first = jax.tree_util.tree_map(lambda a: a[0], x)
+  rows = run.traverse(first, dims=[3, 5], values=np.linspace(-3.0, 3.0, 4))
+  assert rows.shape == (2, 4, 28, 28, 1)
+  z = np.array(q.mean[0]).copy()
+  z[5] = 1.0  # the third of linspace(-3, 3, 4)
+  np.testing.assert_allclose(rows[1, 2], run.decode(z[None])[0], rtol=1e-5, atol=1e-6)
+  with pytest.raises(ValueError, match="needs a 2-D latent, the model's has 8"):
+    run.decode_grid()
 
 
 def _events(workdir):

@@ -5,8 +5,8 @@
 
 `load_run` reads the config.json and a checkpoint that `experiments/train.py`
 wrote into a workdir and returns a `Run`: the config, the model, its params and
-jitted, batched `encode`, `decode`, `sample`, `reconstruct` and `interpolate`
-(`vaejax.models.batched`, bound to the params). It needs no data; `Run.examples`
+jitted, batched `encode`, `decode`, `sample`, `reconstruct`, `interpolate`,
+`traverse` and `decode_grid` (`vaejax.models.batched`, bound to the params). It needs no data; `Run.examples`
 loads a split preprocessed as the run evaluates it.
 """
 from __future__ import annotations
@@ -48,6 +48,9 @@ class Run:
     self._reconstruct = jax.jit(functools.partial(batched.reconstruct, model))
     self._interpolate = jax.jit(functools.partial(batched.interpolate, model),
                                 static_argnames="num_steps")
+    self._traverse = jax.jit(functools.partial(batched.traverse, model))
+    self._decode_grid = jax.jit(functools.partial(batched.decode_grid, model),
+                                static_argnames=("low", "high", "num"))
 
   def __repr__(self) -> str:
     return (f"Run({self.workdir!r}, model={self.config.model!r}, step={self.step}, "
@@ -80,6 +83,17 @@ class Run:
     """Decoded posterior-mean interpolations: [B, num_steps, H, W, C] in [0, 1].
     ValueError for num_steps < 2 or discrete latents (batched.interpolate)."""
     return self._interpolate(self.params, x0, x1, num_steps=num_steps)
+
+  def traverse(self, x: Example, *, dims, values) -> jax.Array:
+    """One example's posterior mean with each of dims [D] swept over values [S]:
+    [D, S, H, W, C] in [0, 1]; x has no batch axis (batched.traverse)."""
+    return self._traverse(self.params, x, dims=dims, values=values)
+
+  def decode_grid(self, *, low: float = -3.0, high: float = 3.0, num: int = 15,
+                  x: Optional[Example] = None) -> jax.Array:
+    """A 2-D latent decoded over a num x num grid on [low, high]^2: [num, num, H, W, C],
+    z[0] across and z[1] up; ValueError unless latent_dim == 2 (batched.decode_grid)."""
+    return self._decode_grid(self.params, low=low, high=high, num=num, x=x)
 
   def examples(self, split: str = "test", *, num: int = 0,
                data_dir: Optional[str] = None) -> dict:

@@ -1,4 +1,5 @@
-"""Batched use of any trained model: encode, decode, sample, reconstruct, interpolate.
+"""Batched use of any trained model: encode, decode, sample, reconstruct, interpolate,
+traverse, decode a 2-D latent grid.
 
 Every function is written once on the protocol (`base.LatentVariableModel`) and
 vmapped over a leading batch axis, so it serves every model family. They are
@@ -165,3 +166,50 @@ def interpolate(model: LatentVariableModel, params: Params, x0: Example, x1: Exa
     condition = jax.tree_util.tree_map(lambda a: jnp.repeat(a, num_steps, axis=0), x0)
   images = decode(model, params, flat_z, condition)
   return images.reshape((num, num_steps) + images.shape[1:])
+
+
+def _posterior_mean(model: LatentVariableModel, params: Params, x: Example, who: str) -> jax.Array:
+  """The posterior mean [latent_dim] of one example x (no batch axis)."""
+  batch = jax.tree_util.tree_map(lambda a: jnp.asarray(a)[None], x)
+  z = encode(model, params, batch).mean[0]
+  if not jnp.issubdtype(z.dtype, jnp.floating):
+    raise ValueError(f"{who}: the model's latents are discrete ({z.dtype} codes)")
+  return z
+
+
+def _repeated(x: Example, num: int) -> Example:
+  return jax.tree_util.tree_map(lambda a: jnp.repeat(jnp.asarray(a)[None], num, axis=0), x)
+
+
+def traverse(model: LatentVariableModel, params: Params, x: Example, *, dims,
+             values) -> jax.Array:
+  """Latent traversals from one example: [D, S, H, W, C] in [0, 1].
+
+  Row d decodes the posterior mean of q(z|x) with dimension dims[d] set to each of
+  `values` [S] in turn, the other dimensions held (Higgins et al. 2017, beta-VAE,
+  Fig. 7), under x's condition. x: one example without a batch axis; dims: [D]
+  ints. ValueError for discrete latents.
+  """
+  z = _posterior_mean(model, params, x, "traverse")
+  dims, values = jnp.asarray(dims), jnp.asarray(values, z.dtype)
+  swept = jax.vmap(lambda d: jnp.tile(z, (len(values), 1)).at[:, d].set(values))(dims)
+  images = decode(model, params, swept.reshape(-1, z.shape[0]),
+                  _repeated(x, swept.shape[0] * len(values)))
+  return images.reshape(swept.shape[:2] + images.shape[1:])
+
+
+def decode_grid(model: LatentVariableModel, params: Params, *, low: float, high: float,
+                num: int, x: Optional[Example] = None) -> jax.Array:
+  """E[x|z] over a num x num grid of a 2-D latent: [num, num, H, W, C] in [0, 1].
+
+  With g = linspace(low, high, num), entry [i, j] decodes z = (g[j], g[num - 1 - i]):
+  z[0] rises left to right and z[1] bottom to top, as in a scatter plot of the codes
+  (Kingma & Welling 2014, Fig. 4). A conditional model decodes under one example x's
+  condition (no batch axis). ValueError unless latent_dim == 2.
+  """
+  if model.latent_dim != 2:
+    raise ValueError(f"decode_grid: needs a 2-D latent, the model's has {model.latent_dim}")
+  g = np.linspace(low, high, num)
+  z = jnp.asarray(np.stack(np.meshgrid(g, g[::-1]), -1).reshape(-1, 2), jnp.float32)
+  images = decode(model, params, z, None if x is None else _repeated(x, num * num))
+  return images.reshape((num, num) + images.shape[1:])
