@@ -202,9 +202,9 @@ def traversal(opts: Options, workdirs: list[str], key) -> dict:
   del key  # deterministic: posterior means and fixed sweeps
   for workdir in workdirs:
     saved = _saved_config(workdir)
-    if saved.latent_dim < 1 or saved.objective == "ae":
-      raise FigureError(f"--figure=traversal needs VAEs with a KL term (objective elbo or "
-                        f"iwae); {_describe(workdir, saved)}")
+    if saved.latent_dim < 1 or saved.objective == "ae" or saved.model == "seqvae":
+      raise FigureError(f"--figure=traversal needs image VAEs with a KL term (objective elbo "
+                        f"or iwae, not seqvae); {_describe(workdir, saved)}")
   values = jnp.linspace(*TRAVERSAL_VALUES)
   panels, runs = [], []
   for workdir in workdirs:

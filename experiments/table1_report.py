@@ -1,15 +1,16 @@
 """Collects the Burda et al. (2015) Table 1 rows into one results table.
 
 Each run is trained with `experiments/configs/iwae_table1.py` (one stochastic
-layer) or `hvae2_iwae_table.py` (two; `--config.model=ladder` for the ladder VAE,
-which has no published row) and evaluated with
+layer) or `hvae2_iwae_table.py` (two; `ladder_vae.py` for the ladder VAE, which
+has no published row) and evaluated with
 `experiments/evaluate.py --workdir DIR --k 5000` (or `--subset N`) first; this script reads each
 run's config.json, metrics.jsonl and eval/eval.json and writes
 `OUT.json` (one record per row: model, k_train, epochs_run, test_nll,
 published_nll, ...) and `OUT.md`. With --update, the rows already in OUT.json
 stay unless a run given now has the same model (a run finished in a later
 session replaces its row; the others keep their recorded numbers and workdirs) and
-the rows are ordered by stochastic layers, then k (train); without it they are in
+the rows are ordered by stochastic layers, ladder after the rest, then k (train);
+without it they are in
 the order of --runs. A hierarchical run's row also holds each layer's active units
 and KL (`layers`).
 
@@ -46,8 +47,9 @@ def row(workdir: str) -> dict:
            for name in ("config.json", "metrics.jsonl", os.path.join("eval", "eval.json"))}
   for name, path in paths.items():
     if not os.path.exists(path):
-      raise ValueError(f"{workdir}: no {name} (train with iwae_table1.py or hvae2_iwae_table.py, then run "
-                       f"experiments/evaluate.py --workdir {workdir} --k 5000)")
+      raise ValueError(f"{workdir}: no {name} (train with iwae_table1.py, hvae2_iwae_table.py "
+                       f"or ladder_vae.py, then run experiments/evaluate.py --workdir {workdir} "
+                       f"--k 5000)")
   with open(paths["config.json"]) as f:
     config = json.load(f)
   with open(paths[os.path.join("eval", "eval.json")]) as f:
@@ -65,7 +67,7 @@ def row(workdir: str) -> dict:
   model = f"{'VAE' if objective == 'elbo' else 'IWAE'} (k={k_train})"
   if config["model"] == "ladder":
     model = "ladder " + model
-  if layers > 1:
+  if hierarchical:  # even with one layer: never the same name as a Table 1 one-layer row
     model = f"{layers}-layer {model}"
   published = None if config["model"] == "ladder" else PUBLISHED_NLL.get((layers, objective, k_train))
   return {
@@ -99,11 +101,12 @@ def markdown(rows: list[dict]) -> str:
 
 def merged(previous: list[dict], new: list[dict]) -> list[dict]:
   """`previous` with each row replaced by the new row of the same model, new models
-  appended; ordered by stochastic layers, then k (train), as in the paper's table."""
+  appended; ordered by stochastic layers (ladder rows after the others), then k
+  (train), as in the paper's table."""
   by_model = {r["model"]: r for r in previous}
   by_model.update({r["model"]: r for r in new})
-  return sorted(by_model.values(),
-                key=lambda r: (r.get("stochastic_layers", 1), r["k_train"], r["model"]))
+  return sorted(by_model.values(), key=lambda r: (r.get("stochastic_layers", 1),
+                                                  "ladder" in r["model"], r["k_train"], r["model"]))
 
 
 def main(argv):
@@ -113,6 +116,12 @@ def main(argv):
     rows = [row(w) for w in _RUNS.value]
   except ValueError as e:
     print(f"error: {e}", file=sys.stderr)
+    sys.exit(2)
+  names = [r["model"] for r in rows]
+  for name in sorted({n for n in names if names.count(n) > 1}):
+    print(f"error: --runs gives two runs of the row {name!r} "
+          f"({', '.join(r['workdir'] for r in rows if r['model'] == name)}): give one",
+          file=sys.stderr)
     sys.exit(2)
   if _UPDATE.value:
     if not os.path.exists(_OUT.value + ".json"):

@@ -80,6 +80,8 @@ def test_traverse_sweeps_one_dimension_of_the_posterior_mean_per_row(label_cvae)
       np.testing.assert_allclose(rows[r, s], model.mean_image(params, x, z), rtol=1e-5, atol=1e-6)
   other = batched.traverse(model, params, dict(x, label=jnp.int32(1)), dims=[2], values=values)
   assert not np.allclose(other[0], rows[0])  # decoded under x's own label
+  with pytest.raises(ValueError, match=r"traverse: dims=\[3\] must be .* in \[0, 3\)"):
+    batched.traverse(model, params, x, dims=[3], values=values)
 
 
 def test_decode_grid_lays_z0_across_and_z1_up(vae):

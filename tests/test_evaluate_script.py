@@ -137,8 +137,11 @@ def test_table1_report_names_two_layer_rows_with_their_published_numbers_and_lay
   proc = run_table1_report("--runs", str(evaluated[0].parent), "--out", str(out), "--update")
   assert proc.returncode == 0, proc.stderr[-3000:]
   models = [r["model"] for r in json.loads(out.with_suffix(".json").read_text())]
-  assert models[0] == "VAE (k=1)" and models[1:3] == ["2-layer VAE (k=1)", "2-layer ladder VAE (k=1)"]
-  assert models[3] == "2-layer IWAE (k=5)"
+  assert models == ["VAE (k=1)", "2-layer VAE (k=1)", "2-layer IWAE (k=5)",
+                    "2-layer ladder VAE (k=1)"]  # by layers, ladder last, then k
+  proc = run_table1_report("--runs", f"{runs[0]},{runs[0]}", "--out", str(out))
+  assert proc.returncode == 2
+  assert "two runs of the row '2-layer IWAE (k=5)'" in proc.stderr
 
 
 def test_table1_report_update_needs_an_existing_table(evaluated, tmp_path):

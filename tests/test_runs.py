@@ -88,6 +88,8 @@ def test_run_methods_give_documented_shapes_and_ranges(trained_run):
   np.testing.assert_allclose(rows[1, 2], run.decode(z[None])[0], rtol=1e-5, atol=1e-6)
   with pytest.raises(ValueError, match="needs a 2-D latent, the model's has 8"):
     run.decode_grid()
+  with pytest.raises(ValueError, match=r"dims=\[8\] must be a list of latent dimensions in \[0, 8\)"):
+    run.traverse(first, dims=[8], values=[0.0])
 
 
 def _events(workdir):

@@ -18,6 +18,7 @@ from typing import Optional
 
 import jax
 import ml_collections
+import numpy as np
 
 from vaejax import builders, data, distributions, models, replicas, run_data
 from vaejax.builders import NotARunError  # noqa: F401  (public here: vaejax.NotARunError)
@@ -87,6 +88,7 @@ class Run:
   def traverse(self, x: Example, *, dims, values) -> jax.Array:
     """One example's posterior mean with each of dims [D] swept over values [S]:
     [D, S, H, W, C] in [0, 1]; x has no batch axis (batched.traverse)."""
+    batched.check_dims(np.asarray(dims), self.model.latent_dim)
     return self._traverse(self.params, x, dims=dims, values=values)
 
   def decode_grid(self, *, low: float = -3.0, high: float = 3.0, num: int = 15,

@@ -181,16 +181,32 @@ def _repeated(x: Example, num: int) -> Example:
   return jax.tree_util.tree_map(lambda a: jnp.repeat(jnp.asarray(a)[None], num, axis=0), x)
 
 
+def check_dims(dims: np.ndarray, latent_dim: int) -> None:
+  """ValueError unless dims is a 1-D array of latent dimensions in [0, latent_dim)."""
+  if dims.ndim != 1 or not np.issubdtype(dims.dtype, np.integer) or np.any(dims < 0) \
+      or np.any(dims >= latent_dim):
+    raise ValueError(f"traverse: dims={dims.tolist()} must be a list of latent dimensions "
+                     f"in [0, {latent_dim})")
+
+
 def traverse(model: LatentVariableModel, params: Params, x: Example, *, dims,
              values) -> jax.Array:
   """Latent traversals from one example: [D, S, H, W, C] in [0, 1].
 
-  Row d decodes the posterior mean of q(z|x) with dimension dims[d] set to each of
-  `values` [S] in turn, the other dimensions held (Higgins et al. 2017, beta-VAE,
-  Fig. 7), under x's condition. x: one example without a batch axis; dims: [D]
-  ints. ValueError for discrete latents.
+  Row d decodes (`decode`) the posterior mean of q(z|x) with dimension dims[d] set
+  to each of `values` [S] in turn, the other dimensions held (Higgins et al. 2017,
+  beta-VAE, Fig. 7), under x's condition. x: one example without a batch axis;
+  dims: [D] ints indexing the flat latent (for a hierarchical model, whose decoder
+  reads z1 only, a higher layer's dimension leaves its row unchanged). An
+  autoregressive model decodes greedily, as in `decode` (token ids [D, S, T] for a
+  corpus). ValueError for discrete latents or, when dims are concrete, a dimension
+  outside [0, latent_dim).
   """
   z = _posterior_mean(model, params, x, "traverse")
+  try:
+    check_dims(np.asarray(dims), z.shape[0])
+  except jax.errors.TracerArrayConversionError:  # traced under jit: Run.traverse checks first
+    pass
   dims, values = jnp.asarray(dims), jnp.asarray(values, z.dtype)
   swept = jax.vmap(lambda d: jnp.tile(z, (len(values), 1)).at[:, d].set(values))(dims)
   images = decode(model, params, swept.reshape(-1, z.shape[0]),
@@ -204,8 +220,10 @@ def decode_grid(model: LatentVariableModel, params: Params, *, low: float, high:
 
   With g = linspace(low, high, num), entry [i, j] decodes z = (g[j], g[num - 1 - i]):
   z[0] rises left to right and z[1] bottom to top, as in a scatter plot of the codes
-  (Kingma & Welling 2014, Fig. 4). A conditional model decodes under one example x's
-  condition (no batch axis). ValueError unless latent_dim == 2.
+  (the layout of Kingma & Welling 2014, Fig. 4, whose grid is spaced by the Gaussian
+  inverse CDF; this one is linear). A conditional model decodes under one example
+  x's condition (no batch axis); an autoregressive one greedily, as in `decode`.
+  ValueError unless latent_dim == 2.
   """
   if model.latent_dim != 2:
     raise ValueError(f"decode_grid: needs a 2-D latent, the model's has {model.latent_dim}")
