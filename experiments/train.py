@@ -45,4 +45,5 @@ def main(argv):
 
 
 if __name__ == "__main__":
-  app.run(main)
+  from vaejax import cli
+  app.run(main, flags_parser=cli.parse_flags)
