@@ -27,14 +27,17 @@ Runs are workdirs of experiments/train.py, read with vaejax.load_run; test image
 are the run's evaluation data (experiment.examples: under dynamic binarisation
 the fixed binary draw). Errors are one line on stderr, exit status 2.
 """
-import dataclasses
-import json
 import os
 import sys
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
+
+# Beside this script: its folder is sys.path[0] when it runs.
+from figure_runs import (FigureError, Options, describe, eval_examples, load,  # noqa: E402
+                         read_summary, saved_config, write_json)
+from quadrant_figure import quadrants  # noqa: E402
 
 FIGURES = ("class_grid", "traversal", "ae_vs_vae", "quadrants")
 _FIGURE = flags.DEFINE_string("figure", None, f"Which figure: one of {', '.join(FIGURES)}.")
@@ -57,85 +60,6 @@ NUM_WORKDIRS = {"class_grid": ((1,), "CVAE_RUN"),
 TRAVERSAL_VALUES = (-3.0, 3.0, 9)  # linspace over the prior's bulk
 VAE_EXTENT = (-3.0, 3.0)
 NUM_PRIOR_SAMPLES = 36
-# Pyro's CVAE example (pyro.ai/examples/cvae.html; examples/cvae/util.py generate_table).
-PYRO = {"NN baseline": {1: 100.4, 2: 61.9, 3: 25.4}, "CVAE": {1: 71.8, 2: 51.0, 3: 24.2}}
-PYRO_NOTE = (
-    "Pyro's numbers are on grey-level MNIST: the NN's is binary cross-entropy on grey "
-    "pixels (not a normalised log-likelihood), the CVAE's its Monte-Carlo negative ELBO "
-    "(an upper bound). Ours train on dynamically binarised digits and test on one fixed "
-    "binary draw; the CVAE's is importance-sampled with k draws from q, the NN's exact. "
-    "Compare the NN-CVAE gaps, not the digits.")
-
-
-class FigureError(ValueError):
-  """A figure cannot be drawn from these runs; the message says why."""
-
-
-@dataclasses.dataclass(frozen=True)
-class Options:
-  """The flags' values, read once in main."""
-  out: str
-  data_dir: str | None = None
-  seed: int = 0
-  subset: int = 0
-  num_draws: int = 10
-  num_dims: int = 5
-  test_index: int = 0
-  grid: int = 15
-
-
-# -- reading runs ---------------------------------------------------------------------
-
-def _saved_config(workdir: str):
-  """The run's config.json over today's defaults: checked before load_run, which
-  spends seconds on the checkpoint."""
-  from vaejax import runs
-  try:
-    return runs.read_config(workdir)
-  except runs.NotARunError as e:
-    raise FigureError(str(e)) from None
-
-
-def _load(workdir: str, opts: Options):
-  """(config, model, params, test, step) of a run (vaejax.load_run) and its test set."""
-  import vaejax
-  from vaejax import checkpoint, data
-  try:
-    run = vaejax.load_run(workdir)
-    test = data.load(run.config.dataset, "test", opts.data_dir or run.config.data_dir or None)
-  except (ValueError, data.DataError, checkpoint.CheckpointError) as e:
-    raise FigureError(str(e)) from None
-  if opts.data_dir:
-    run.config.data_dir = opts.data_dir
-  return run.config, run.model, run.params, test, run.step
-
-
-def _summary(workdir: str) -> dict | None:
-  path = os.path.join(workdir, "summary.json")
-  if not os.path.exists(path):
-    return None
-  with open(path) as f:
-    return json.load(f)
-
-
-def _test_examples(config, test, subset: int):
-  """(test set, its examples [N, ...] float: under dynamic binarisation the fixed draw)."""
-  from vaejax import experiment
-  if subset:
-    test = test.spread(subset)
-  return test, experiment.examples(config, test, as_float=True)
-
-
-def _write_json(out: str, name: str, obj) -> None:
-  with open(os.path.join(out, name), "w") as f:
-    json.dump(obj, f, indent=2)
-
-
-def _describe(workdir: str, config) -> str:
-  return (f"{workdir} has model={config.model!r}, condition={config.condition!r}, "
-          f"objective={config.objective!r}, latent_dim={config.latent_dim}")
-
-
 # -- figures --------------------------------------------------------------------------
 
 def class_grid(opts: Options, workdirs: list[str], key) -> dict:
@@ -145,11 +69,11 @@ def class_grid(opts: Options, workdirs: list[str], key) -> dict:
   import numpy as np
   from vaejax import pictures, plots
   (workdir,) = workdirs
-  saved = _saved_config(workdir)
+  saved = saved_config(workdir)
   if saved.model != "cvae" or saved.condition != "label" or saved.latent_dim < 1:
     raise FigureError(f"--figure=class_grid needs a label-conditioned CVAE with a latent "
-                      f"(configs/cvae_mnist.py); {_describe(workdir, saved)}")
-  config, model, params, _, step = _load(workdir, opts)
+                      f"(configs/cvae_mnist.py); {describe(workdir, saved)}")
+  config, model, params, _, step = load(workdir, opts)
   n, digits = opts.num_draws, np.arange(10)
   grid_key, interp_key = jax.random.split(key)
   grid = np.asarray(pictures.class_conditioned_samples(model, params, key=grid_key, num_draws=n))
@@ -177,12 +101,12 @@ def class_grid(opts: Options, workdirs: list[str], key) -> dict:
       row_labels=[str(d) for d in digits], col_labels=[f"{v:.2g}" for v in np.asarray(t)],
       title="CVAE E[x | z, y]: " + ("z = mu(y) + sigma(y) ((1 - t) eps0 + t eps1)" if learned
                                     else "z = (1 - t) z0 + t z1, z0, z1 ~ N(0, I)"))
-  summary = _summary(workdir) or {}
+  summary = read_summary(workdir) or {}
   result = {"workdir": workdir, "checkpoint_step": step, "latent_dim": model.latent_dim,
             "prior": config.prior, "rows": digits.tolist(), "num_draws": n,
             "grid_shape": list(grid.shape), "interpolation_shape": list(interpolation.shape),
             "interpolation_t": np.asarray(t).tolist(), "test": summary.get("test")}
-  _write_json(opts.out, "class_grid.json", result)
+  write_json(opts.out, "class_grid.json", result)
   return result
 
 
@@ -201,15 +125,15 @@ def traversal(opts: Options, workdirs: list[str], key) -> dict:
   from vaejax.models import batched
   del key  # deterministic: posterior means and fixed sweeps
   for workdir in workdirs:
-    saved = _saved_config(workdir)
+    saved = saved_config(workdir)
     if saved.latent_dim < 1 or saved.objective == "ae" or saved.model == "seqvae":
       raise FigureError(f"--figure=traversal needs image VAEs with a KL term (objective elbo "
-                        f"or iwae, not seqvae); {_describe(workdir, saved)}")
+                        f"or iwae, not seqvae); {describe(workdir, saved)}")
   values = jnp.linspace(*TRAVERSAL_VALUES)
   panels, runs = [], []
   for workdir in workdirs:
-    config, model, params, test, step = _load(workdir, opts)
-    test, examples = _test_examples(config, test, opts.subset)
+    config, model, params, test, step = load(workdir, opts)
+    test, examples = eval_examples(config, test, opts.subset)
     if not 0 <= opts.test_index < len(test):
       raise FigureError(f"--test_index={opts.test_index} is outside the {len(test)} test examples")
     stats = evaluate.latent_statistics(model, params, examples)
@@ -228,7 +152,7 @@ def traversal(opts: Options, workdirs: list[str], key) -> dict:
   plots.traversal_comparison(os.path.join(opts.out, "traversal.png"), panels)
   result = {"runs": runs, "values": np.asarray(values).tolist(), "test_index": opts.test_index,
             "examples": len(test)}
-  _write_json(opts.out, "traversal.json", result)
+  write_json(opts.out, "traversal.json", result)
   return result
 
 
@@ -247,16 +171,16 @@ def ae_vs_vae(opts: Options, workdirs: list[str], key) -> dict:
   from vaejax.models import batched
   roles = ("AE", "VAE")
   for role, workdir in zip(roles, workdirs):
-    saved = _saved_config(workdir)
+    saved = saved_config(workdir)
     if saved.model != "vae" or saved.latent_dim != 2 or (saved.objective == "ae") != (role == "AE"):
       want = "objective='ae'" if role == "AE" else "objective elbo or iwae"
       raise FigureError(f"--figure=ae_vs_vae takes AE_RUN,VAE_RUN, VAE models with latent_dim=2; "
-                        f"the {role} needs {want}: {_describe(workdir, saved)}")
+                        f"the {role} needs {want}: {describe(workdir, saved)}")
   prior_z = jax.random.normal(key, (NUM_PRIOR_SAMPLES, 2))  # the same draws for both decoders
   panels, models = [], {}
   for role, workdir in zip(roles, workdirs):
-    config, model, params, test, step = _load(workdir, opts)
-    test, examples = _test_examples(config, test, opts.subset)
+    config, model, params, test, step = load(workdir, opts)
+    test, examples = eval_examples(config, test, opts.subset)
     codes = np.asarray(evaluate.latent_statistics(model, params, examples)["posterior_means"])
     if role == "VAE":
       lo, hi = VAE_EXTENT
@@ -291,104 +215,7 @@ def ae_vs_vae(opts: Options, workdirs: list[str], key) -> dict:
                 "prior_box_coverage": "fraction of a 30 x 30 grid over [-3, 3]^2 whose cell "
                                       "holds a test code",
                 "test_recon_at_mean": "mean -log p(x | z = encoder mean) on the test set, nats"}}
-  _write_json(opts.out, "ae_vs_vae.json", result)
-  return result
-
-
-def _quadrant_entry(workdir: str, nn: bool) -> tuple:
-  """(config, table entry) of one run; checked against its role in the pair."""
-  config = _saved_config(workdir)
-  role = "NN baseline (latent_dim=0)" if nn else "CVAE (latent_dim > 0)"
-  if config.model != "cvae" or config.condition != "quadrants" or (config.latent_dim == 0) != nn:
-    raise FigureError(f"--figure=quadrants takes NN,CVAE pairs of configs/cvae_quadrants.py "
-                      f"runs; the {role}: {_describe(workdir, config)}")
-  summary = _summary(workdir)
-  if summary is None:
-    raise FigureError(f"{workdir} has no summary.json: train the run to its end first")
-  test = summary["test"]
-  # Without a latent every bound is log p(x_missing | x_observed) itself.
-  metric = "nll" if "nll" in test else ("neg_elbo" if nn else None)
-  if metric is None:
-    raise FigureError(f"{workdir}'s summary.json has no test nll: train it with "
-                      f"--config.eval_importance_samples=1000")
-  return config, {"workdir": workdir, "checkpoint_step": summary["steps"], "nll": test[metric],
-                  "nll_stderr": test.get("nll_stderr"), "metric": metric,
-                  "importance_samples": test.get("nll_num_samples"),
-                  "eval_subset": config.eval_subset}
-
-
-def _cell(entry) -> str:
-  if entry is None:
-    return "-"
-  se = entry.get("nll_stderr")
-  return f"{entry['nll']:.1f}" + (f" ± {se:.1f}" if se is not None else "")
-
-
-def quadrants(opts: Options, workdirs: list[str], key) -> dict:
-  """quadrants.md/.json (NN / CVAE x 1, 2, 3 quadrants) and quadrant_completions.png."""
-  import jax
-  import jax.numpy as jnp
-  import numpy as np
-  from vaejax import experiment, plots
-  table = {"NN baseline": {}, "CVAE": {}}
-  eval_subsets = set()
-  for nn_dir, cvae_dir in zip(workdirs[::2], workdirs[1::2]):
-    nn_config, nn_entry = _quadrant_entry(nn_dir, nn=True)
-    cvae_config, cvae_entry = _quadrant_entry(cvae_dir, nn=False)
-    q = nn_config.observed_quadrants
-    if cvae_config.observed_quadrants != q:
-      raise FigureError(f"{nn_dir} and {cvae_dir} are a pair but observe {q} and "
-                        f"{cvae_config.observed_quadrants} quadrants")
-    if q in table["CVAE"]:
-      raise FigureError(f"two pairs observe {q} quadrant(s); give each setting once")
-    table["NN baseline"][q], table["CVAE"][q] = nn_entry, cvae_entry
-    eval_subsets |= {nn_config.eval_subset, cvae_config.eval_subset}
-  if len(eval_subsets) > 1:  # the nll of different test sets do not compare
-    raise FigureError(f"the runs were tested on different eval_subset sizes: {sorted(eval_subsets)}")
-  settings = (1, 2, 3)
-  lines = ["# MNIST quadrant completion: test -log p(x_missing | x_observed), nats", "",
-           "| model | " + " | ".join(f"{q} quadrant{'s' * (q > 1)} | Pyro" for q in settings) + " |",
-           "|---" * (1 + 2 * len(settings)) + "|"]
-  for name, row in table.items():
-    lines.append(f"| {name} | " + " | ".join(f"{_cell(row.get(q))} | {PYRO[name][q]}"
-                                             for q in settings) + " |")
-  lines += ["", "Ours: mean ± standard error over the test digits (NN: exact; CVAE: "
-            "importance-sampled, k in quadrants.json); '-': setting not run.", "", PYRO_NOTE, ""]
-
-  # Completions for the first pair's setting: the first test digit of each class.
-  nn_config, nn_model, nn_params, _, _ = _load(workdirs[0], opts)
-  config, model, params, test, _ = _load(workdirs[1], opts)
-  q = config.observed_quadrants
-  examples = experiment.examples(config, test, as_float=True)
-  picks = (np.arange(10) if test.labels is None else
-           np.array([int(np.argmax(test.labels == d)) for d in range(10) if np.any(test.labels == d)]))
-  x = jax.tree_util.tree_map(lambda a: a[picks], examples)
-  truth = np.asarray(x["image"])  # [10, H, W, C]
-  observed = np.asarray(model.condition.observed_mask, bool)  # [H, W, C]
-  paste = lambda pred: np.where(observed, truth, np.asarray(pred))  # noqa: E731
-  nn_pred = jax.vmap(lambda e: nn_model.mean_image(nn_params, e, jnp.zeros((0,))))(x)
-  rows = [np.where(observed, truth, np.nan), truth, paste(nn_pred)]
-  titles = ["input", "truth", "NN baseline"]
-  for i, sample_key in enumerate(jax.random.split(key, 3)):
-    keys = jax.random.split(sample_key, len(picks))
-    # z ~ p(z | x_observed): the CVAE's prior, learned or not, never sees the truth.
-    sample = jax.vmap(lambda e, k: model.mean_image(
-        params, e, model.prior(params, e).sample(key=k)))(x, keys)
-    rows.append(paste(sample))
-    titles.append(f"CVAE sample {i + 1}")
-  plots.quadrant_completions(os.path.join(opts.out, "quadrant_completions.png"), rows,
-                             titles=titles)
-  result = {
-      "table": {name: {str(q): {**entry, "pyro": PYRO[name][q]} for q, entry in row.items()}
-                for name, row in table.items()},
-      "pyro": {name: {str(q): v for q, v in row.items()} for name, row in PYRO.items()},
-      "pyro_note": PYRO_NOTE,
-      "completions": {"observed_quadrants": q, "test_indices": picks.tolist(), "rows": titles,
-                      "cvae_prior": config.prior}}
-  with open(os.path.join(opts.out, "quadrants.md"), "w") as f:
-    f.write("\n".join(lines))
-  _write_json(opts.out, "quadrants.json", result)
-  print("\n".join(lines[2:4 + len(table)]), flush=True)
+  write_json(opts.out, "ae_vs_vae.json", result)
   return result
 
 
