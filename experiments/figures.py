@@ -34,7 +34,8 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 from absl import app, flags, logging  # noqa: E402
 
-# Beside this script: its folder is sys.path[0] when it runs.
+# Beside this script, found however it is started (python -P, runpy, ...).
+sys.path.insert(1, os.path.dirname(os.path.abspath(__file__)))
 from figure_runs import (FigureError, Options, describe, eval_examples, load,  # noqa: E402
                          read_summary, saved_config, write_json)
 from quadrant_figure import quadrants  # noqa: E402
@@ -60,6 +61,8 @@ NUM_WORKDIRS = {"class_grid": ((1,), "CVAE_RUN"),
 TRAVERSAL_VALUES = (-3.0, 3.0, 9)  # linspace over the prior's bulk
 VAE_EXTENT = (-3.0, 3.0)
 NUM_PRIOR_SAMPLES = 36
+
+
 # -- figures --------------------------------------------------------------------------
 
 def class_grid(opts: Options, workdirs: list[str], key) -> dict:

@@ -23,6 +23,13 @@ from vaejax.config_checks import ConfigError
 def get_config():
   raise ConfigError("smoke_config: x.py has no key 'epochz'")
 """
+BUGGY = """
+import ml_collections
+def get_config():
+  c = ml_collections.ConfigDict({"epochs": 3})
+  c.lock()
+  return c.epoch  # a bug in the file's code, not bad input
+"""
 
 
 def parse(tmp_path, capsys, *args, body=CONFIG):
@@ -61,6 +68,20 @@ def test_override_of_a_missing_nested_key_names_the_flag(tmp_path, capsys):
   assert line.startswith("error: --config.optim.epz: the config has no key 'epz'")
 
 
+def test_two_overrides_with_one_missing_key_name_the_failing_one(tmp_path, capsys):
+  line = parse(tmp_path, capsys, "--config.optim.eps=0.1", "--config.epochs.eps=2")
+  assert line.startswith("error: --config.epochs.eps:"), line
+
+
+def test_override_below_an_int_is_one_line_naming_the_flag(tmp_path, capsys):
+  line = parse(tmp_path, capsys, "--config.epochs.x=1")
+  assert line.startswith("error: --config.epochs.x: ") and "has no key" not in line
+
+
+def test_malformed_override_path_is_one_line(tmp_path, capsys):
+  assert parse(tmp_path, capsys, "--config.a-b=1").startswith("error: ")
+
+
 def test_override_below_a_tuple_is_one_line(tmp_path, capsys):
   line = parse(tmp_path, capsys, "--config.hidden.width=3")
   assert line.startswith("error: --config.hidden.width: TypeError:")
@@ -75,6 +96,23 @@ def test_error_raised_while_the_config_loads_keeps_only_its_reason(tmp_path, cap
   line = parse(tmp_path, capsys, body=RAISES)
   assert "Traceback" not in line and "Error whilst parsing config file" in line
   assert line.endswith("ConfigError: smoke_config: x.py has no key 'epochz'")
+
+
+def test_a_bug_in_the_config_file_keeps_its_traceback(tmp_path, capsys):
+  with pytest.raises(AttributeError):
+    parse(tmp_path, capsys, "--config.epochs=5", body=BUGGY)
+  with pytest.raises(AttributeError):
+    parse(tmp_path, capsys, body=BUGGY)
+
+
+def test_missing_config_file_in_a_flagfile_is_named(tmp_path, capsys):
+  (tmp_path / "flags").write_text(f"--config={tmp_path / 'nope.py'}\n")
+  values = flags.FlagValues()
+  config_flags.DEFINE_config_file("config", None, "config", flag_values=values)
+  with pytest.raises(SystemExit) as e:
+    cli.parse_flags(["prog", f"--flagfile={tmp_path / 'flags'}"], flag_values=values)
+  assert e.value.code == 2
+  assert capsys.readouterr().err == f"error: --config={tmp_path / 'nope.py'}: no such file\n"
 
 
 def test_missing_config_file_is_named(tmp_path, capsys):

@@ -5,7 +5,7 @@ latent_priors -> discrepancies -> nets -> models (a package: base, vae, cvae,
 hvae, ladder, vqvae, code_prior, aae, batched) -> objectives -> estimators ->
 diagnostics -> optim -> phases -> training -> evaluate -> classifier -> parallel
 -> data_files -> data -> viz -> plots -> pictures -> checkpoint -> config_checks -> config ->
-run_data -> builders -> tensorboard_writer -> experiment -> runs.
+run_data -> builders -> tensorboard_writer -> experiment -> runs; cli (absl flags only).
 
 `vaejax.load_run(workdir)` restores a trained run (see `vaejax.runs`).
 """
