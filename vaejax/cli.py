@@ -23,7 +23,7 @@ from typing import NoReturn, Sequence
 
 from absl import flags
 
-_CONFIG_FLAGS = ("config",)  # the scripts' config-file flag (ml_collections DEFINE_config_file)
+_CONFIG_FLAG = "config"  # the scripts' config-file flag (ml_collections DEFINE_config_file)
 _MISSING_KEY = re.compile(r"^'([^'\n]+)'(?:\n(.*))?$", re.S)  # ConfigDict's KeyError message
 _INPUT_ERROR_TYPES = ("ConfigError",)  # raised by a config file: bad input, not a bug
 
@@ -48,7 +48,7 @@ def parse_flags(argv: Sequence[str], *, flag_values: flags.FlagValues = flags.FL
     return flag_values(list(argv))
   except flags.Error as e:
     message = str(e)
-    if _has_traceback(message) and not _last_line(message).split(":")[0].endswith(
+    if _has_traceback(message) and not _lines(message)[-1].split(":")[0].endswith(
         _INPUT_ERROR_TYPES):
       raise  # a bug in the config file's code: its traceback is the useful part
     _exit(one_line(message))
@@ -62,7 +62,7 @@ def parse_flags(argv: Sequence[str], *, flag_values: flags.FlagValues = flags.FL
 def one_line(message: str) -> str:
   """A flag error's message in one line: its first line, and of a traceback inside it
   only the traceback's last line (the exception); other lines joined by spaces."""
-  lines = [line.strip() for line in message.splitlines() if line.strip()]
+  lines = _lines(message)
   if not lines:
     return "invalid flags"
   if _has_traceback(message):
@@ -74,8 +74,8 @@ def _has_traceback(message: str) -> bool:
   return "Traceback (most recent call last)" in message
 
 
-def _last_line(message: str) -> str:
-  return [line.strip() for line in message.splitlines() if line.strip()][-1]
+def _lines(message: str) -> list[str]:
+  return [line.strip() for line in message.splitlines() if line.strip()]
 
 
 def _config_paths(argv: Sequence[str]) -> list[str]:
@@ -84,11 +84,10 @@ def _config_paths(argv: Sequence[str]) -> list[str]:
   for i, arg in enumerate(argv[1:], start=1):
     if arg == "--":
       break
-    for name in _CONFIG_FLAGS:
-      if arg in (f"--{name}", f"-{name}") and i + 1 < len(argv):
-        paths.append(argv[i + 1].split(":", 1)[0])
-      elif arg.startswith((f"--{name}=", f"-{name}=")):
-        paths.append(arg.split("=", 1)[1].split(":", 1)[0])
+    if arg in (f"--{_CONFIG_FLAG}", f"-{_CONFIG_FLAG}") and i + 1 < len(argv):
+      paths.append(argv[i + 1].split(":", 1)[0])
+    elif arg.startswith((f"--{_CONFIG_FLAG}=", f"-{_CONFIG_FLAG}=")):
+      paths.append(arg.split("=", 1)[1].split(":", 1)[0])
   return [path for path in paths if path]
 
 
@@ -113,8 +112,7 @@ def _override_line(error: Exception, field_path: str, argv: Sequence[str]) -> st
   reason = error
   while reason.args and isinstance(reason.args[0], BaseException):  # AttributeError(KeyError(..))
     reason = reason.args[0]
-  overrides = [arg.split("=", 1)[0] for arg in argv[1:] if arg.startswith(
-      tuple(f"--{name}." for name in _CONFIG_FLAGS))]
+  overrides = [arg.split("=", 1)[0] for arg in argv[1:] if arg.startswith(f"--{_CONFIG_FLAG}.")]
   where = (f"--config.{field_path}" if field_path else
            f"one of the overrides {', '.join(overrides)}" if overrides else "a --config override")
   if isinstance(reason, KeyError) and reason.args and isinstance(reason.args[0], str):
