@@ -3,7 +3,7 @@
 write_snr_outputs: per checkpoint, each estimator's gradient SNR and variance for
 each K (encoder and decoder parameter groups) and the importance-sampling ESS;
 snr_vs_k_<checkpoint>.png. write_curve_outputs: the test -IWAE bound against steps
-and training seconds for each estimator (curves.png) and each one's last row.
+and training seconds for each estimator (curves.png), and each one's last row in table.md.
 """
 import os
 
