@@ -7,11 +7,11 @@ and training seconds for each estimator (curves.png), and each one's last row in
 """
 import os
 
+from vaejax.viz import pyplot
+
 
 def write_snr_outputs(summary, workdir, config):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = pyplot()
   lines = []
   for ckpt, out in summary.items():
     lines += [f"## {ckpt}", "", "| estimator | group | " + " | ".join(f"SNR K={k}" for k in config.ks)
@@ -38,9 +38,7 @@ def write_snr_outputs(summary, workdir, config):
 
 
 def write_curve_outputs(summary, workdir):
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
+  plt = pyplot()
   rows = summary["rows"]
   names = list(dict.fromkeys(r["estimator"] for r in rows))
   fig, axes = plt.subplots(1, 2, figsize=(11, 4))

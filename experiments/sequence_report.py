@@ -90,12 +90,11 @@ def markdown(rows) -> str:
 
 
 def figure(curves: dict, rows, path: str) -> None:
-  import matplotlib
-  matplotlib.use("Agg")
-  import matplotlib.pyplot as plt
   import numpy as np
 
   from vaejax import objectives
+  from vaejax.viz import pyplot
+  plt = pyplot()
   fig, (ax_kl, ax_recon) = plt.subplots(1, 2, figsize=(11, 4))
   colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
   for i, r in enumerate(rows):  # one colour per run in both panels

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from vaejax.viz import _pyplot, image_grid
+from vaejax.viz import pyplot, image_grid
 
 CELL = 0.5  # inches per image tile, so digits stay legible whatever the grid size
 # Not grey: binarized and mean MNIST pixels are grey levels, so a hole must not look like one.
@@ -80,7 +80,7 @@ def labelled_grid(path: str, images, *, row_labels, col_labels=None, title=None)
     raise ValueError(f"{who}: {len(row_labels)} row_labels for {r} rows")
   if col_labels is not None and len(col_labels) != c:
     raise ValueError(f"{who}: {len(col_labels)} col_labels for {c} columns")
-  plt = _pyplot()
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(c * CELL + 1.5, r * CELL + 0.5 + 0.3 * (title is not None)
                                   + 0.3 * (col_labels is not None)), layout="constrained")
   _labelled(ax, images, row_labels, col_labels)
@@ -129,7 +129,7 @@ def traversal_comparison(path: str, panels: list[dict]) -> None:
     checked.append((title, images, values, dims, kl))
   d_max = max(p[1].shape[0] for p in checked)
   width = sum(max(p[1].shape[1] * CELL, 2.5) + 1.5 for p in checked)
-  plt = _pyplot()
+  plt = pyplot()
   fig, axes = plt.subplots(2, len(checked), squeeze=False, layout="constrained",
                            figsize=(width, d_max * CELL + 3.0),
                            gridspec_kw={"height_ratios": [max(d_max * CELL, 1.0), 1.5]})
@@ -173,7 +173,7 @@ def latent_space_comparison(path: str, panels: list[dict]) -> None:
       raise ValueError(f"{who}: panel {i} extent must be (zmin, zmax, zmin, zmax), got {extent}")
     samples = _array(samples, 4, who, f"panel {i} samples [M, H, W, ch]")
     checked.append((title, means, labels, manifold, extent, samples))
-  plt = _pyplot()
+  plt = pyplot()
   from matplotlib.patches import Rectangle
   fig, axes = plt.subplots(3, len(checked), squeeze=False, layout="constrained",
                            figsize=(3.6 * len(checked) + 0.8, 10.0))
@@ -208,7 +208,7 @@ def _manifold(ax, manifold: np.ndarray, extent: np.ndarray) -> None:
 def code_usage(path: str, counts: dict) -> None:
   """Bar charts of codebook use, one panel per run: {title: counts [K]} of how often
   each code was chosen, sorted from most to least used (log scale)."""
-  plt = _pyplot()
+  plt = pyplot()
   fig, axes = plt.subplots(1, len(counts), figsize=(4.5 * len(counts), 3.2), squeeze=False)
   for ax, (title, c) in zip(axes[0], counts.items()):
     c = np.sort(_array(c, 1, "code_usage", title, image=False))[::-1]
@@ -234,7 +234,7 @@ def codes_over_priors(path: str, rows: list[list[dict]]) -> None:
   who = "codes_over_priors"
   if not rows or not all(rows):
     raise ValueError(f"{who}: no panels")
-  plt = _pyplot()
+  plt = pyplot()
   cols = max(len(r) for r in rows)
   fig, axes = plt.subplots(len(rows), cols, squeeze=False, layout="constrained",
                            figsize=(3.4 * cols + 0.8, 3.3 * len(rows)))

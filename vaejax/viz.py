@@ -58,7 +58,9 @@ def interleave_rows(top: np.ndarray, bottom: np.ndarray, *, cols: int) -> np.nda
 
 # Plots below need matplotlib (the "dev" extra); it is imported when first used.
 
-def _pyplot():
+def pyplot():
+  """matplotlib.pyplot on the non-interactive Agg backend (files only, no display);
+  imported on first use, so importing vaejax does not need matplotlib."""
   import matplotlib
   matplotlib.use("Agg")
   import matplotlib.pyplot as plt
@@ -75,7 +77,7 @@ def latent_scatter(path: str, means: np.ndarray, labels: np.ndarray) -> None:
     means, title = centred @ vt[:2].T, "posterior means, first two principal components"
   elif means.shape[1] == 1:
     means = np.concatenate([means, np.zeros_like(means)], 1)
-  plt = _pyplot()
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(6, 5))
   points = ax.scatter(means[:, 0], means[:, 1], c=labels, cmap="tab10", s=3, vmin=-0.5, vmax=9.5)
   fig.colorbar(points, ax=ax, ticks=range(10), label="digit")
@@ -88,7 +90,7 @@ def latent_scatter(path: str, means: np.ndarray, labels: np.ndarray) -> None:
 
 def training_curves(path: str, records: list[dict]) -> None:
   """Train loss (and recon/kl when logged) against step, from metrics.jsonl records."""
-  plt = _pyplot()
+  plt = pyplot()
   fig, ax = plt.subplots(figsize=(6, 4))
   steps = [r["step"] for r in records]
   for key in ("train/loss", "train/recon", "train/kl"):
